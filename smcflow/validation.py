@@ -1,0 +1,178 @@
+"""Checks run before compilation, so bad input fails with a message naming the culprit."""
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .errors import ModelShapeError
+from .resampling import Resampler
+
+__all__ = [
+    "check_n_particles",
+    "check_threshold",
+    "check_model",
+    "resolve_resampler",
+    "split_static",
+    "merge_static",
+    "StaticPart",
+    "describe_shapes",
+]
+
+
+def check_n_particles(n: Any, name: str = "n_particles") -> int:
+    """A positive Python int."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {n!r} ({type(n).__name__})")
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    return int(n)
+
+
+def check_threshold(value: Any, name: str = "ess_threshold") -> None:
+    """A number in [0, 1] (skipped for traced values)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    arr = np.asarray(value)
+    if arr.shape != ():
+        raise ValueError(f"{name} must be a scalar in [0, 1], got shape {arr.shape}")
+    v = float(arr)
+    if not 0.0 <= v <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must lie in [0, 1], got {v}")
+
+
+def describe_shapes(tree: Any) -> str:
+    return str(jax.tree_util.tree_map(lambda a: f"{a.dtype}{list(a.shape)}", tree))
+
+
+def _model_name(model: Any) -> str:
+    return type(model).__name__
+
+
+def check_model(model: Any, n_particles: int) -> int:
+    """Check a Feynman-Kac model's interface and shapes with ``jax.eval_shape``; return ``n_steps``."""
+    name = _model_name(model)
+    for attr in ("n_steps", "init", "step"):
+        if not hasattr(model, attr):
+            raise TypeError(f"model {name} has no attribute {attr!r}; a Feynman-Kac model needs n_steps, init, step")
+    validate = getattr(model, "validate", None)
+    if callable(validate):
+        validate()
+    n_steps = model.n_steps
+    if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
+        raise TypeError(f"{name}.n_steps must be a static int >= 0, got {n_steps!r}")
+    n = min(n_particles, 3)
+    key = jax.random.key(0)
+    try:
+        out = jax.eval_shape(lambda k: model.init(k, n), key)
+    except Exception as exc:  # re-raised with the model named
+        raise ModelShapeError(f"{name}.init(key, n={n}) failed while tracing: {exc}") from exc
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ModelShapeError(f"{name}.init(key, n) must return (x, log_w), got {describe_shapes(out)}")
+    x, log_w = out
+    _check_particles(x, n, f"{name}.init(key, n={n}) particles")
+    _check_log_weights(log_w, n, f"{name}.init(key, n={n}) log-weights")
+    if n_steps == 0:
+        return int(n_steps)
+    x_struct = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x)
+    try:
+        out = jax.eval_shape(lambda k, x: model.step(k, jnp.int32(0), x), key, x_struct)
+    except Exception as exc:
+        raise ModelShapeError(f"{name}.step(key, t, x) failed while tracing with x={describe_shapes(x)}: {exc}") from exc
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ModelShapeError(f"{name}.step(key, t, x) must return (x, log_g), got {describe_shapes(out)}")
+    x_new, log_g = out
+    if jax.tree_util.tree_structure(x_new) != jax.tree_util.tree_structure(x) or any(
+        a.shape != b.shape or a.dtype != b.dtype
+        for a, b in zip(jax.tree_util.tree_leaves(x_new), jax.tree_util.tree_leaves(x))
+    ):
+        raise ModelShapeError(
+            f"{name}.step must return particles like its input: got {describe_shapes(x_new)} "
+            f"for input {describe_shapes(x)}"
+        )
+    _check_log_weights(log_g, n, f"{name}.step(key, t, x) log-potentials")
+    return int(n_steps)
+
+
+def _check_particles(x: Any, n: int, what: str) -> None:
+    leaves = jax.tree_util.tree_leaves(x)
+    if not leaves:
+        raise ModelShapeError(f"{what}: no arrays")
+    for leaf in leaves:
+        if leaf.ndim == 0 or leaf.shape[0] != n:
+            raise ModelShapeError(f"{what} must have leading axis {n} (one row per particle); got {describe_shapes(x)}")
+
+
+def _check_log_weights(log_w: Any, n: int, what: str) -> None:
+    shape = getattr(log_w, "shape", None)
+    dtype = getattr(log_w, "dtype", None)
+    if shape != (n,):
+        hint = ""
+        if shape is not None and len(shape) > 1 and shape[0] == n:
+            hint = " (for a vector-valued variable make the distribution's event shape hold it, e.g. .to_event(1))"
+        raise ModelShapeError(f"{what} must have shape ({n},), got {shape}{hint}")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ModelShapeError(f"{what} must be floating point, got {dtype}")
+
+
+def resolve_resampler(resampler: str | Resampler) -> Resampler:
+    """A scheme name (looked up in the ``resampler`` plugins at build time) or a callable."""
+    if isinstance(resampler, str):
+        from . import plugins
+
+        return plugins.get("resampler", resampler)
+    if callable(resampler):
+        return resampler
+    raise TypeError(f"resampler must be a scheme name or a callable, got {resampler!r}")
+
+
+def _is_array_leaf(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, numbers.Number)) and not isinstance(leaf, bool)
+
+
+@jax.tree_util.register_static
+class StaticPart:
+    """The non-array part of a pytree (its structure and non-array leaves such as functions).
+
+    Hashed by the tree structure and the identity of each non-array leaf, so ``jit`` reuses a
+    compiled program for a new model object built from the same functions.
+    """
+
+    def __init__(self, treedef: Any, is_array: tuple[bool, ...], others: tuple[Any, ...]):
+        self.treedef = treedef
+        self.is_array = is_array
+        self.others = others
+
+    def __hash__(self) -> int:
+        return hash((self.treedef, self.is_array, tuple(id(o) for o in self.others)))
+
+    def __eq__(self, other: Any) -> bool:
+        return (
+            isinstance(other, StaticPart)
+            and self.treedef == other.treedef
+            and self.is_array == other.is_array
+            and len(self.others) == len(other.others)
+            and all(a is b for a, b in zip(self.others, other.others))
+        )
+
+
+def split_static(obj: Any) -> tuple[list[Any], StaticPart]:
+    """Split ``obj`` into its array leaves (traced under ``jit``) and a hashable static part.
+
+    An object that is not a registered pytree is a single non-array leaf: wholly static.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(obj)
+    is_array = tuple(_is_array_leaf(leaf) for leaf in leaves)
+    arrays = [leaf for leaf, a in zip(leaves, is_array) if a]
+    others = tuple(leaf for leaf, a in zip(leaves, is_array) if not a)
+    return arrays, StaticPart(treedef, is_array, others)
+
+
+def merge_static(arrays: list[Any], static: StaticPart) -> Any:
+    """Inverse of :func:`split_static`."""
+    arrays_iter, others_iter = iter(arrays), iter(static.others)
+    leaves = [next(arrays_iter) if a else next(others_iter) for a in static.is_array]
+    return jax.tree_util.tree_unflatten(static.treedef, leaves)

@@ -1,0 +1,33 @@
+"""Log-space weight arithmetic. Nothing here exponentiates an unnormalised weight."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import logsumexp
+
+__all__ = ["normalise", "ess", "log_mean_exp"]
+
+
+def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Return ``(log_W, log_sum)`` with ``log_W = log_weights - log_sum`` and ``log_sum = logsumexp``.
+
+    If every weight is ``-inf`` the log-sum is ``-inf`` and ``log_W`` is uniform (``-log N``), so no
+    NaN is produced; callers detect the failure from ``log_sum == -inf``.
+    """
+    log_sum = logsumexp(log_weights, axis=-1)
+    n = log_weights.shape[-1]
+    dead = jnp.isneginf(log_sum)
+    safe_sum = jnp.where(dead, 0.0, log_sum)
+    uniform = jnp.full_like(log_weights, -jnp.log(n))
+    log_w = jnp.where(dead[..., None], uniform, log_weights - safe_sum[..., None])
+    return log_w, log_sum
+
+
+def ess(log_weights: jax.Array) -> jax.Array:
+    """Effective sample size ``1 / sum_i W_i^2`` of normalised log-weights (last axis)."""
+    return jnp.exp(-logsumexp(2.0 * log_weights, axis=-1))
+
+
+def log_mean_exp(values: jax.Array, axis: int = -1) -> jax.Array:
+    """``log(mean(exp(values)))`` along ``axis``, stably."""
+    return logsumexp(values, axis=axis) - jnp.log(values.shape[axis])
