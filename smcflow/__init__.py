@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import resampling, weights
+from . import exact, plugins, resampling, weights
 from .engine import RunConfig, run
 from .errors import ModelShapeError, SMCNumericalError
 from .girsanov import PathModel, PathParticles, girsanov_log_weight
@@ -37,6 +37,8 @@ __all__ = [
     "girsanov_log_weight",
     "SMCNumericalError",
     "ModelShapeError",
+    "exact",
+    "plugins",
     "resampling",
     "weights",
 ]
