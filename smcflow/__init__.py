@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from . import exact, plugins, resampling, weights
 from .engine import RunConfig, run
 from .errors import ModelShapeError, SMCNumericalError
+from .plugins import hookimpl, hookspec
 from .girsanov import PathModel, PathParticles, girsanov_log_weight
 from .result import SMCResult
 from .ssm import StateSpaceModel, bootstrap_filter, guided_filter
@@ -38,6 +39,8 @@ __all__ = [
     "SMCNumericalError",
     "ModelShapeError",
     "exact",
+    "hookimpl",
+    "hookspec",
     "plugins",
     "resampling",
     "weights",
