@@ -64,6 +64,7 @@ class RunConfig:
     keep_ancestors: bool = False
     keep_history: bool = False
     n_runs: int | None = None
+    summary: Callable[[Any, jax.Array], Any] | None = None
 
 
 def _screen(log_g: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -97,6 +98,7 @@ def _single_run(model, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig)
     log_z0 = log_sum - log_n
     failure, failure_time = _record_failure(jnp.int32(FAIL_NONE), jnp.int32(-1), jnp.int32(0), bad0, log_sum)
     ess0 = W.ess(log_w)
+    summary0 = cfg.summary(x, log_w) if cfg.summary is not None else None
     threshold = jnp.asarray(ess_threshold, log_w.dtype)
 
     def resample(k, x, lw):
@@ -127,32 +129,33 @@ def _single_run(model, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig)
             out["ancestors"] = ancestors
         if cfg.keep_history:
             out["history"] = x
+        if cfg.summary is not None:
+            out["summaries"] = cfg.summary(x, log_w)
         return (x, log_w, ess_t, log_z + log_sum, failure, failure_time), out
 
     carry0 = (x, log_w, ess0, log_z0, failure, failure_time)
     times = jnp.arange(1, cfg.n_steps + 1, dtype=jnp.int32)
     (x, log_w, _, log_z, failure, failure_time), outs = lax.scan(body, carry0, times)
 
-    def with_time_zero(first, rest):
-        return jnp.concatenate([jnp.asarray(first)[None].astype(rest.dtype), rest], axis=0)
-
     fields = {
         "particles": x,
         "log_weights": log_w,
         "log_evidence": log_z,
-        "ess": with_time_zero(ess0, outs["ess"]),
-        "resampled": with_time_zero(False, outs["resampled"]),
-        "log_evidence_increments": with_time_zero(log_z0, outs["log_evidence_increments"]),
+        "ess": _prepend(ess0, outs["ess"]),
+        "resampled": _prepend(False, outs["resampled"]),
+        "log_evidence_increments": _prepend(log_z0, outs["log_evidence_increments"]),
         "failure": failure,
         "failure_time": failure_time,
-        "ancestors": with_time_zero(identity, outs["ancestors"]) if cfg.keep_ancestors else None,
-        "history": None,
+        "ancestors": _prepend(identity, outs["ancestors"]) if cfg.keep_ancestors else None,
+        "history": _prepend(x0, outs["history"]) if cfg.keep_history else None,
+        "summaries": _prepend(summary0, outs["summaries"]) if cfg.summary is not None else None,
     }
-    if cfg.keep_history:
-        fields["history"] = jax.tree_util.tree_map(
-            lambda first, rest: jnp.concatenate([first[None], rest], axis=0), x0, outs["history"]
-        )
     return fields
+
+
+def _prepend(first: Any, rest: Any) -> Any:
+    """Put the time-0 value in front of the per-time scan outputs."""
+    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None].astype(b.dtype), b], axis=0), first, rest)
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -175,6 +178,7 @@ def run(
     n_runs: int | None = None,
     keep_ancestors: bool = False,
     keep_history: bool = False,
+    summary: Callable[[Any, jax.Array], Any] | None = None,
     errors: str = "raise",
 ) -> SMCResult:
     """Run SMC on a Feynman-Kac ``model`` with ``n_particles`` particles.
@@ -196,6 +200,9 @@ def run(
       keep_ancestors: also return ancestor indices per time, shape ``(n_steps+1, N)``.
       keep_history: also return the particles at every time (O(n_steps * N * d) memory); with
         ``keep_ancestors`` it allows :meth:`SMCResult.paths`.
+      summary: optional ``summary(x, log_W) -> pytree`` evaluated on the weighted particles at every
+        time (e.g. filtering moments); stacked along a leading time axis in ``result.summaries``.
+        Use a function defined once (it is static: a new function object recompiles).
       errors: ``"raise"`` raises :class:`SMCNumericalError` if a run had a NaN/+inf potential or lost
         every particle; ``"flag"`` returns the result with ``failure`` codes set and warns.
 
@@ -217,6 +224,7 @@ def run(
         keep_ancestors=bool(keep_ancestors),
         keep_history=bool(keep_history),
         n_runs=n_runs,
+        summary=summary,
     )
     model_arrays, model_static = split_static(model)
     fields = _run_compiled(model_arrays, model_static, key, ess_threshold, cfg=cfg)

@@ -34,6 +34,7 @@ class SMCResult:
       ancestors: ``(T+1, N)`` int32 or None: ``ancestors[t, i]`` is the index at time ``t-1`` of the
         parent of particle ``i`` at time ``t`` (``ancestors[0]`` is the identity).
       history: pytree with leading axes ``(T+1, N)`` or None: particles at every time.
+      summaries: pytree with leading axis ``T+1`` or None: ``summary(x_t, log W_t)`` at every time.
     """
 
     particles: Any
@@ -46,6 +47,7 @@ class SMCResult:
     failure_time: jax.Array
     ancestors: Any = None
     history: Any = None
+    summaries: Any = None
 
     # -- shape helpers ---------------------------------------------------------------------------
     @property

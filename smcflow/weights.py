@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-__all__ = ["normalise", "ess", "log_mean_exp"]
+__all__ = ["normalise", "ess", "log_mean_exp", "moments"]
 
 
 def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -31,3 +31,23 @@ def ess(log_weights: jax.Array) -> jax.Array:
 def log_mean_exp(values: jax.Array, axis: int = -1) -> jax.Array:
     """``log(mean(exp(values)))`` along ``axis``, stably."""
     return logsumexp(values, axis=axis) - jnp.log(values.shape[axis])
+
+
+def moments(x, log_weights: jax.Array):
+    """Weighted mean and variance of every leaf of ``x`` (leading particle axis), as ``{"mean", "var"}``.
+
+    Suitable as ``smcflow.run(..., summary=moments)`` to record filtering moments at every time.
+    """
+    w = jnp.exp(log_weights)
+
+    def mean_var(a):
+        wa = w.reshape(w.shape + (1,) * (a.ndim - 1))
+        mean = jnp.sum(wa * a, axis=0)
+        return mean, jnp.sum(wa * (a - mean) ** 2, axis=0)
+
+    pairs = jax.tree_util.tree_map(mean_var, x)
+    is_pair = lambda p: isinstance(p, tuple) and len(p) == 2 and not isinstance(p[0], tuple)  # noqa: E731
+    return {
+        "mean": jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair),
+        "var": jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair),
+    }
