@@ -160,11 +160,11 @@ def _prepend(first: Any, rest: Any) -> Any:
 
 @partial(jax.jit, static_argnames=("cfg",))
 def _run_compiled(model_arrays, model_static, key, ess_threshold, cfg: RunConfig) -> dict:
+    """One run for a single key; ``cfg.n_runs`` vmapped runs for a stacked ``(n_runs,)`` key array."""
     model = merge_static(model_arrays, model_static)
     if cfg.n_runs is None:
         return _single_run(model, key, ess_threshold, cfg)
-    keys = jax.random.split(key, cfg.n_runs)
-    return jax.vmap(_single_run, in_axes=(None, 0, None, None))(model, keys, ess_threshold, cfg)
+    return jax.vmap(_single_run, in_axes=(None, 0, None, None))(model, key, ess_threshold, cfg)
 
 
 def run(
@@ -227,7 +227,10 @@ def run(
         summary=summary,
     )
     model_arrays, model_static = split_static(model)
-    fields = _run_compiled(model_arrays, model_static, key, ess_threshold, cfg=cfg)
+    # Run keys are split outside the compiled program: XLA's CPU compiler can stall for minutes on a
+    # split fused into the vmapped scan for some PRNG implementations (threefry4x32).
+    keys = key if n_runs is None else jax.random.split(key, n_runs)
+    fields = _run_compiled(model_arrays, model_static, keys, ess_threshold, cfg=cfg)
     result = SMCResult(**fields)
     _report_failures(result, errors)
     return result

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["girsanov_log_weight", "PathParticles", "PathModel"]
+__all__ = ["girsanov_log_weight", "check_path_grid", "PathParticles", "PathModel"]
 
 
 def _sum_event(a: jax.Array) -> jax.Array:
@@ -49,6 +49,33 @@ def girsanov_log_weight(guidance: jax.Array, xi: jax.Array, noise: jax.Array, h:
       ``(n,)`` log-weight increments.
     """
     return -noise * jnp.sqrt(h) * _sum_event(guidance * xi) - 0.5 * h * noise**2 * _sum_event(guidance * guidance)
+
+
+def check_path_grid(times: Any, noise: Callable[[jax.Array], jax.Array], owner: str) -> None:
+    """Refuse a bad time grid or a deterministic step, naming ``owner`` in the error.
+
+    ``times`` must be 1-D, finite, strictly monotone with at least two entries, and ``noise(t_k)`` must
+    be > 0 at every step start ``t_0 .. t_{K-1}``: with ``V = 0`` resampled copies would stay identical.
+    Skipped when ``times`` is a tracer (the check runs on the host before compilation).
+    """
+    if isinstance(times, jax.core.Tracer):
+        return
+    t = np.asarray(times)
+    if t.ndim != 1 or t.shape[0] < 2:
+        raise ValueError(f"{owner}.times must be 1-D with at least 2 entries, got shape {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{owner}.times has non-finite entries")
+    dt = np.diff(t)
+    if not (np.all(dt > 0) or np.all(dt < 0)):
+        raise ValueError(f"{owner}.times must be strictly monotone")
+    v = np.asarray(jax.vmap(lambda s: jnp.asarray(noise(s)))(jnp.asarray(t[:-1])))
+    bad = ~(v > 0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise ValueError(
+            f"{owner} noise(t) must be > 0 at every step, got {v.reshape(len(t) - 1, -1)[k]} at t={t[k]} "
+            f"(step {k}): deterministic steps are refused because resampled copies would stay identical"
+        )
 
 
 class PathParticles(NamedTuple):
@@ -97,25 +124,7 @@ class PathModel:
 
     def validate(self) -> None:
         """Refuse bad grids and deterministic steps (called by the engine before compiling)."""
-        times = self.times
-        if isinstance(times, jax.core.Tracer):
-            return
-        t = np.asarray(times)
-        if t.ndim != 1 or t.shape[0] < 2:
-            raise ValueError(f"PathModel.times must be 1-D with at least 2 entries, got shape {t.shape}")
-        if not np.all(np.isfinite(t)):
-            raise ValueError("PathModel.times has non-finite entries")
-        dt = np.diff(t)
-        if not (np.all(dt > 0) or np.all(dt < 0)):
-            raise ValueError("PathModel.times must be strictly monotone")
-        noise = np.asarray(jax.vmap(self.noise)(jnp.asarray(t[:-1])))
-        bad = ~(noise > 0)
-        if bad.any():
-            k = int(np.argmax(bad))
-            raise ValueError(
-                f"PathModel noise(t) must be > 0 at every step, got {noise[k]} at t={t[k]} (step {k}): "
-                "deterministic steps are refused because resampled copies would stay identical"
-            )
+        check_path_grid(self.times, self.noise, "PathModel")
 
     # -- potentials ------------------------------------------------------------------------------
     def _intermediate(self, x: jax.Array, t: jax.Array) -> jax.Array:

@@ -8,8 +8,12 @@ log-weight is ``-inf`` is never selected.
 
 Float32 safety: the cumulative sum of the weights is divided by its own last entry, so the CDF ends at
 exactly 1, and every uniform is clamped strictly below 1. Inverting a CDF that ends at 1 with ``u < 1``
-(``searchsorted(..., side="right")``) can only return an index at which the CDF strictly increases,
-that is, a particle of positive weight, whatever the rounding in the cumulative sum.
+can only return an index at which the CDF strictly increases, that is, a particle of positive weight,
+whatever the rounding in the cumulative sum.
+
+Cost: systematic, stratified, residual and SSP turn the CDF into per-particle offspring "slot ends" and
+read the ancestors off a histogram of those ends (``O(N)``, no binary search); multinomial and killing
+invert the CDF with ``searchsorted`` (``O(N log N)``).
 
 Schemes (offspring-count variance, lowest last): multinomial > residual > stratified > systematic;
 ``ssp`` (Srinivasan sampling process) gives every particle ``floor(num*W_i)`` or ``ceil(num*W_i)``
@@ -44,8 +48,16 @@ def _weights(log_weights: jax.Array) -> jax.Array:
 
 
 def _cdf(weights: jax.Array) -> jax.Array:
-    """Cumulative distribution of non-negative ``weights``; ends at exactly 1."""
-    cdf = jnp.cumsum(weights)
+    """Cumulative distribution of non-negative ``weights``: non-decreasing, flat over zero weights,
+    and exactly 1 from the last positive weight on.
+
+    XLA's parallel ``cumsum`` does not promise a non-decreasing result in floating point (rounding
+    differs between positions), so the raw sums are passed through a running maximum, with zero-weight
+    positions masked to 0 first so that they repeat their predecessor's value.
+    """
+    raw = jnp.cumsum(weights)
+    # max is exact, so any scan tree gives the exact running maximum (associative_scan is the faster one).
+    cdf = lax.associative_scan(jnp.maximum, jnp.where(weights > 0, raw, 0.0))
     return cdf / cdf[-1]
 
 
@@ -66,25 +78,48 @@ def multinomial(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     return _invert_cdf(_cdf(_weights(log_weights)), u)
 
 
+def _ancestors_from_ends(ends: jax.Array, num: int) -> jax.Array:
+    """Ancestor indices from non-decreasing offspring slot ends, in O(N + num).
+
+    Particle ``i`` owns the output slots ``[ends[i-1], ends[i])`` (``ends[-1]`` read as 0), so the
+    ancestor of slot ``j`` is ``#{i : ends[i] <= j}``. That count is a histogram of the ends followed
+    by a cumulative sum: no sort and no binary search. Ends are clipped to ``[0, num]``; a particle
+    whose slot is empty (zero weight) gets no offspring whatever its position. Slots not covered by
+    any particle (only when the ends stop short of ``num``) map to the last particle.
+    """
+    ends = jnp.clip(ends, 0, num).astype(jnp.int32)
+    starts_here = jnp.zeros((num + 1,), jnp.int32).at[ends].add(1)
+    idx = jnp.cumsum(starts_here[:num])
+    return jnp.minimum(idx, ends.shape[0] - 1).astype(jnp.int32)
+
+
 def stratified(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
-    """One uniform in each stratum ``[j/num, (j+1)/num)``, drawn independently."""
-    u = jax.random.uniform(key, (num,), dtype=log_weights.dtype)
-    u = (jnp.arange(num, dtype=log_weights.dtype) + u) / num
-    return _invert_cdf(_cdf(_weights(log_weights)), u)
+    """One uniform in each stratum: ``u_j = (j + U_j) / num`` with independent ``U_j``.
+
+    Slot end of particle ``i`` (the number of ``u_j`` below ``cdf_i``): with ``k = floor(num*cdf_i)``
+    every stratum below ``k`` lies under ``cdf_i`` and stratum ``k`` does when ``U_k < num*cdf_i - k``.
+    """
+    u = _below_one(jax.random.uniform(key, (num,), dtype=log_weights.dtype))
+    scaled = num * _cdf(_weights(log_weights))
+    k = jnp.floor(scaled)
+    k_int = jnp.minimum(k.astype(jnp.int32), num - 1)
+    ends = k + (u[k_int] < scaled - k)
+    return _ancestors_from_ends(ends, num)
 
 
 def systematic(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
-    """One shared uniform shifted into every stratum: ``u_j = (j + U) / num``."""
-    u = jax.random.uniform(key, (), dtype=log_weights.dtype)
-    u = (jnp.arange(num, dtype=log_weights.dtype) + u) / num
-    return _invert_cdf(_cdf(_weights(log_weights)), u)
+    """One shared uniform shifted into every stratum: ``u_j = (j + U) / num``.
+
+    Slot end of particle ``i``: ``#{j : (j + U)/num < cdf_i} = ceil(num*cdf_i - U)``.
+    """
+    u = _below_one(jax.random.uniform(key, (), dtype=log_weights.dtype))
+    ends = jnp.ceil(num * _cdf(_weights(log_weights)) - u)
+    return _ancestors_from_ends(ends, num)
 
 
 def _counts_to_ancestors(counts: jax.Array, num: int) -> jax.Array:
     """Turn offspring counts (summing to ``num``) into sorted ancestor indices of length ``num``."""
-    ends = jnp.cumsum(counts)
-    idx = jnp.searchsorted(ends, jnp.arange(num, dtype=ends.dtype), side="right")
-    return jnp.minimum(idx, counts.shape[0] - 1).astype(jnp.int32)
+    return _ancestors_from_ends(jnp.cumsum(counts), num)
 
 
 def residual(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:

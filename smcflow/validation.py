@@ -65,6 +65,25 @@ def check_model(model: Any, n_particles: int) -> int:
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
         raise TypeError(f"{name}.n_steps must be a static int >= 0, got {n_steps!r}")
     n = min(n_particles, 3)
+    arrays, static = split_static(model)
+    signature = (static, tuple((jnp.shape(a), jnp.result_type(a)) for a in arrays), n, int(n_steps))
+    if signature not in _TRACED_OK:
+        _check_traced_shapes(model, name, n, int(n_steps))
+        if len(_TRACED_OK) >= _TRACED_OK_MAX:
+            _TRACED_OK.pop(next(iter(_TRACED_OK)))
+        _TRACED_OK[signature] = None
+    return int(n_steps)
+
+
+# Models whose traced shapes already passed, keyed by static part, array shapes/dtypes, probe size
+# and n_steps (insertion-ordered; the oldest entry is dropped first). Repeated calls on the same model
+# then skip two traces, which otherwise cost milliseconds per call.
+_TRACED_OK: dict[tuple, None] = {}
+_TRACED_OK_MAX = 256
+
+
+def _check_traced_shapes(model: Any, name: str, n: int, n_steps: int) -> None:
+    """Trace ``init`` and one ``step`` abstractly with ``n`` particles and check what they return."""
     key = jax.random.key(0)
     try:
         out = jax.eval_shape(lambda k: model.init(k, n), key)
@@ -76,7 +95,7 @@ def check_model(model: Any, n_particles: int) -> int:
     _check_particles(x, n, f"{name}.init(key, n={n}) particles")
     _check_log_weights(log_w, n, f"{name}.init(key, n={n}) log-weights")
     if n_steps == 0:
-        return int(n_steps)
+        return
     x_struct = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), x)
     try:
         out = jax.eval_shape(lambda k, x: model.step(k, jnp.int32(0), x), key, x_struct)
@@ -94,7 +113,6 @@ def check_model(model: Any, n_particles: int) -> int:
             f"for input {describe_shapes(x)}"
         )
     _check_log_weights(log_g, n, f"{name}.step(key, t, x) log-potentials")
-    return int(n_steps)
 
 
 def _check_particles(x: Any, n: int, what: str) -> None:
