@@ -7,6 +7,7 @@ Public API:
 * :class:`StateSpaceModel`, :func:`bootstrap_filter`, :func:`guided_filter` - numpyro-distribution
   state-space models;
 * :class:`PathModel`, :func:`girsanov_log_weight` - path-space (Girsanov) weighting of SDE paths;
+* :func:`scale` - inference-time scaling of diffusion samplers by a reward (URGE and baselines);
 * :mod:`smcflow.plugins` - the pluggy registry; :mod:`smcflow.resampling` - resampling schemes.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .errors import ModelShapeError, SMCNumericalError
 from .plugins import hookimpl, hookspec
 from .girsanov import PathModel, PathParticles, girsanov_log_weight
 from .result import SMCResult
+from .scaling import ScaleResult, scale
 from .ssm import StateSpaceModel, bootstrap_filter, guided_filter
 
 try:
@@ -28,6 +30,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "run",
+    "scale",
+    "ScaleResult",
     "RunConfig",
     "SMCResult",
     "StateSpaceModel",

@@ -16,3 +16,10 @@ def _constant(component):
 @hookimpl
 def smcflow_resamplers():
     return {name: _constant(fn) for name, fn in BUILTIN_RESAMPLERS.items()}
+
+
+@hookimpl
+def smcflow_methods():
+    from ..scaling.methods import BUILTIN_METHODS
+
+    return dict(BUILTIN_METHODS)

@@ -1,0 +1,194 @@
+"""Inference-time scaling methods (plugin kind ``method``) and their compute accounting.
+
+A method is an object with
+
+* ``name`` (str) and ``exact`` (bool: its weighted particles target ``p(x) exp(beta r(x)) / Z`` and its
+  ``log_evidence`` is an unbiased-in-``Z`` estimate);
+* ``build(sampler, reward, beta) -> model``: a Feynman-Kac model for :func:`smcflow.run`;
+* ``run_options``: keyword arguments for :func:`smcflow.run` (resampler, ESS threshold, schedule);
+* ``nfe_per_particle(n_steps, output_nfe) -> int``: sampler network evaluations per particle;
+* ``pick_best`` (bool): return only the highest-reward particle of each run (best-of-N).
+
+NFE accounting (the same for every method, so comparisons at equal compute are fair): one evaluation
+of the sampler's network at one particle and one grid time is 1 NFE; it yields both the drift and the
+denoised estimate. A gradient through the network (a vector-Jacobian product) costs 1 more NFE. The
+final ``output`` map costs ``output_nfe`` (1 for a final denoising step). Reward evaluations are not
+NFE; they are reported separately.
+
+=============  ======  ================================================  =====================
+name           exact   proposal / weights                                NFE per particle
+=============  ======  ================================================  =====================
+``urge``       yes     any guidance ``g``; Girsanov + telescoping        ``K (1 + [grad]) + o``
+``fk``         yes     reference (``g = 0``); difference / max / sum     ``K + o``
+``twisted``    yes     ``g = beta grad r(denoise)``; Girsanov + diff.    ``2K + o``
+``importance`` yes     reference; weight ``exp(beta r(x_K))`` only       ``K + o``
+``best_of_n``  no      reference; keep the highest-reward sample         ``K + o``
+``svdd``       no      ``M`` candidates per step, keep the best value    ``1 + (K-1) M + M o``
+``guidance``   no      ``g = beta grad r(denoise)``, no weights          ``2K + o``
+=============  ======  ================================================  =====================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import jax.numpy as jnp
+
+from .steer import GUIDANCE_MODES, POTENTIALS, GreedyValueSearch, SteeredDiffusion, component_name
+
+__all__ = ["PathSteering", "GreedySearch", "BUILTIN_METHODS", "urge", "fk", "twisted", "importance",
+           "best_of_n", "svdd", "guidance"]
+
+Guidance = Union[str, Callable[[Any, Any], Any], None]
+
+
+@dataclass(frozen=True)
+class PathSteering:
+    """A method built on :class:`~smcflow.scaling.steer.SteeredDiffusion`.
+
+    Attributes:
+      name: method name.
+      exact: whether the method is exact (see the module table).
+      guidance: ``"none"``, ``"reward_grad"`` or a callable ``g(x, t) -> (n, *event)``.
+      guidance_scale: multiplies ``g``.
+      guidance_clip: largest norm of ``g`` per particle (None: no clipping); exactness is kept.
+      potential: ``"difference"``, ``"max"``, ``"sum"`` or ``"none"``.
+      weighted: False drops the weights (``guidance`` baseline).
+      resampler, ess_threshold, schedule: passed to :func:`smcflow.run`.
+      pick_best: keep only the highest-reward particle per run (``best_of_n``).
+    """
+
+    name: str
+    exact: bool
+    guidance: Guidance = "none"
+    guidance_scale: float = 1.0
+    guidance_clip: float | None = None
+    potential: str = "difference"
+    weighted: bool = True
+    resampler: Any = "systematic"
+    ess_threshold: float = 0.5
+    schedule: Any = "adaptive"
+    pick_best: bool = False
+
+    def __post_init__(self):
+        if self.potential not in POTENTIALS:
+            raise ValueError(f"method {self.name!r}: potential={self.potential!r}; use one of {POTENTIALS}")
+        if not (callable(self.guidance) or self.guidance in ("none", "reward_grad", None)):
+            raise ValueError(
+                f"method {self.name!r}: guidance={self.guidance!r}; use 'none', 'reward_grad' or a callable g(x, t)"
+            )
+
+    @property
+    def guidance_mode(self) -> str:
+        if callable(self.guidance):
+            return "callable"
+        return "none" if self.guidance is None else self.guidance
+
+    @property
+    def run_options(self) -> dict[str, Any]:
+        return {"resampler": self.resampler, "ess_threshold": self.ess_threshold, "schedule": self.schedule}
+
+    def build(self, sampler: Any, reward: Any, beta: float) -> SteeredDiffusion:
+        mode = self.guidance_mode
+        assert mode in GUIDANCE_MODES
+        if mode == "reward_grad" and not getattr(reward, "differentiable", False):
+            raise ValueError(
+                f"method {self.name!r} uses the reward gradient as guidance, but reward "
+                f"{component_name(reward, 'reward')!r} is not differentiable (differentiable=False); "
+                "use guidance='none' or a callable guidance"
+            )
+        dtype = jnp.zeros(()).dtype
+        return SteeredDiffusion(
+            sampler=sampler,
+            reward=reward,
+            beta=jnp.asarray(beta, dtype),
+            guidance_scale=jnp.asarray(self.guidance_scale, dtype),
+            guidance_clip=jnp.asarray(jnp.inf if self.guidance_clip is None else self.guidance_clip, dtype),
+            guidance_fn=self.guidance if mode == "callable" else None,
+            guidance_mode=mode,
+            potential=self.potential,
+            weighted=self.weighted,
+        )
+
+    def nfe_per_particle(self, n_steps: int, output_nfe: int) -> int:
+        per_step = 2 if self.guidance_mode == "reward_grad" else 1
+        return n_steps * per_step + output_nfe
+
+
+@dataclass(frozen=True)
+class GreedySearch:
+    """The ``svdd`` method: greedy value-based decoding with ``n_candidates`` moves per step."""
+
+    name: str = "svdd"
+    exact: bool = False
+    n_candidates: int = 4
+    pick_best: bool = False
+    weighted: bool = field(default=False, init=False)
+
+    def __post_init__(self):
+        if int(self.n_candidates) < 1:
+            raise ValueError(f"method 'svdd': n_candidates must be >= 1, got {self.n_candidates}")
+
+    @property
+    def run_options(self) -> dict[str, Any]:
+        return {"schedule": "never"}
+
+    def build(self, sampler: Any, reward: Any, beta: float) -> GreedyValueSearch:
+        return GreedyValueSearch(sampler=sampler, reward=reward, n_candidates=int(self.n_candidates))
+
+    def nfe_per_particle(self, n_steps: int, output_nfe: int) -> int:
+        m = int(self.n_candidates)
+        return 1 + max(n_steps - 1, 0) * m + m * output_nfe
+
+
+def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip: float | None = None,
+         potential: str = "difference", resampler: Any = "systematic", ess_threshold: float = 0.5,
+         schedule: Any = "adaptive") -> PathSteering:
+    """URGE: Girsanov path weights for any guidance, telescoping potentials on the denoised estimate."""
+    return PathSteering("urge", True, guidance, guidance_scale, guidance_clip, potential, True, resampler,
+                        ess_threshold, schedule)
+
+
+def fk(potential: str = "difference", resampler: Any = "systematic", ess_threshold: float = 0.5,
+       schedule: Any = "adaptive") -> PathSteering:
+    """Feynman-Kac steering: reference proposal, ``difference`` / ``max`` / ``sum`` potentials, exact final correction."""
+    return PathSteering("fk", True, "none", 1.0, None, potential, True, resampler, ess_threshold, schedule)
+
+
+def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, resampler: Any = "systematic",
+            ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
+    """Twisted SMC (TDS / DAS style): proposal guided by ``beta grad r(denoise)``, twisted weights."""
+    return PathSteering("twisted", True, "reward_grad", guidance_scale, guidance_clip, "difference", True,
+                        resampler, ess_threshold, schedule)
+
+
+def importance() -> PathSteering:
+    """Importance sampling: reference paths, weight ``exp(beta r(x_K))`` at the end, no resampling."""
+    return PathSteering("importance", True, "none", 1.0, None, "none", True, schedule="never")
+
+
+def best_of_n() -> PathSteering:
+    """Best-of-N: N reference samples, keep the one with the highest reward (biased)."""
+    return PathSteering("best_of_n", False, "none", 1.0, None, "none", True, schedule="never", pick_best=True)
+
+
+def svdd(n_candidates: int = 4) -> GreedySearch:
+    """SVDD-style greedy value decoding: keep the best of ``n_candidates`` moves per step (biased)."""
+    return GreedySearch(n_candidates=n_candidates)
+
+
+def guidance(guidance_scale: float = 1.0, guidance_clip: float | None = None) -> PathSteering:
+    """Gradient guidance without weights (classifier-guidance style; biased)."""
+    return PathSteering("guidance", False, "reward_grad", guidance_scale, guidance_clip, "none", False,
+                        schedule="never")
+
+
+BUILTIN_METHODS: dict[str, Callable[..., Any]] = {
+    "urge": urge,
+    "fk": fk,
+    "twisted": twisted,
+    "importance": importance,
+    "best_of_n": best_of_n,
+    "svdd": svdd,
+    "guidance": guidance,
+}
