@@ -1,4 +1,4 @@
-"""Command line interface: ``smcflow plugins [--json]``, ``smcflow demo [--out DIR]``, ``smcflow --version``."""
+"""Command line interface: ``smcflow plugins [--json]``, ``smcflow demo [--out DIR] [--filter]``, ``smcflow --version``."""
 from __future__ import annotations
 
 import argparse
@@ -73,8 +73,10 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo  # imported lazily: it pulls in the whole stack
-
+    if args.filter:
+        from . import filter_demo as demo  # imported lazily: it pulls in the whole stack
+    else:
+        from . import demo
     result = demo.main(args.out)
     return result if isinstance(result, int) else 0
 
@@ -93,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_plugins.add_argument("--json", action="store_true", help="print the listing as JSON")
     p_plugins.set_defaults(func=_cmd_plugins)
 
-    p_demo = sub.add_parser("demo", help="run the demonstration and write its outputs")
+    p_demo = sub.add_parser("demo", help="run the inference-time scaling demonstration and write its outputs")
+    p_demo.add_argument("--filter", action="store_true",
+                        help="run the particle-filter demonstration (linear-Gaussian model vs Kalman) instead")
     p_demo.add_argument("--out", default=DEFAULT_DEMO_OUT, metavar="DIR",
                         help=f"output directory (default: {DEFAULT_DEMO_OUT})")
     p_demo.set_defaults(func=_cmd_demo)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +167,9 @@ def scale(
     model = method.build(sampler, reward, beta)
     key_run, key_final = jax.random.split(key)
     start = time.perf_counter()
-    smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", **method.run_options)
+    with warnings.catch_warnings():  # a failure is raised below with the components named
+        warnings.simplefilter("ignore", RuntimeWarning)
+        smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", **method.run_options)
     jax.block_until_ready(smc.log_weights)
     wall = time.perf_counter() - start
     names = f"sampler {component_name(sampler, 'sampler')!r}, reward {component_name(reward, 'reward')!r}, method {method.name!r}"
