@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 import pytest
-from jax.scipy.special import logsumexp
 from mc import assert_mean_close, assert_unbiased_evidence
 
 import smcflow
 from smcflow.exact import tilt_gaussian_mixture
+from smcflow_diffusion import mixture_diffusion
 
 
 def test_increment_is_the_gaussian_density_ratio():
@@ -130,47 +130,21 @@ def test_deterministic_steps_are_refused():
 
 
 # -- the 1-D bimodal mixture of DESIGN.md section 4 ---------------------------------------------------
+# The sampler (exact OU score of 0.5 N(-2, 0.25) + 0.5 N(2, 0.25)) comes from the smcflow-diffusion plugin;
+# here it drives the generic PathModel, independently of smcflow.scale.
 
 MIX_W, MIX_M, MIX_V = np.array([0.5, 0.5]), np.array([-2.0, 2.0]), 0.25
-BETA, HORIZON, N_GRID = 0.35, 4.0, 200
-
-
-def _ou_marginal(s):
-    """Under dX = -X ds + sqrt(2) dW each component N(m, v) becomes N(m e^-s, v e^-2s + 1 - e^-2s)."""
-    a = jnp.exp(-s)
-    return jnp.asarray(MIX_M) * a, MIX_V * a**2 + 1.0 - a**2
-
-
-def _log_density(x, s):
-    means, var = _ou_marginal(s)
-    comps = -0.5 * (x[:, None] - means) ** 2 / var - 0.5 * jnp.log(2 * jnp.pi * var)
-    return logsumexp(jnp.log(jnp.asarray(MIX_W)) + comps, axis=1)
-
-
-def _score(x, s):
-    return jax.vmap(jax.grad(lambda xi: _log_density(xi[None], s)[0]))(x)
-
-
-def _denoise(x, s):
-    """Tweedie: E[X_0 | X_s = x] = (x + (1 - e^-2s) score) e^s."""
-    a = jnp.exp(-s)
-    return (x + (1 - a**2) * _score(x, s)) / a
-
-
-def _sample_marginal(key, n, s):
-    k1, k2 = jax.random.split(key)
-    means, var = _ou_marginal(s)
-    comp = jax.random.bernoulli(k1, MIX_W[1], (n,)).astype(jnp.int32)
-    return (means[comp] + jnp.sqrt(var) * jax.random.normal(k2, (n,)))[:, None]
+BETA, N_GRID = 0.35, 200
+MIXTURE = mixture_diffusion(MIX_W, MIX_M, [MIX_V, MIX_V], schedule="ou", n_steps=N_GRID)
 
 
 def _potential(x, s):
-    return BETA * _denoise(x[:, 0], s)
+    return BETA * MIXTURE.denoise(x, s)[:, 0]
 
 
 GUIDANCE = {
     "none": None,
-    "reward_gradient_at_denoised": lambda x, s: jax.vmap(jax.grad(lambda xi: _potential(xi[None], s)[0]))(x),
+    "reward_gradient_at_denoised": lambda x, s: jax.grad(lambda y: jnp.sum(_potential(y, s)))(x),
     "arbitrary": lambda x, s: jnp.sin(3.0 * x),
 }
 
@@ -180,10 +154,10 @@ def test_tilted_bimodal_mixture_is_recovered(guidance):
     exact = tilt_gaussian_mixture(MIX_W, MIX_M, [MIX_V, MIX_V], b=[BETA])
     np.testing.assert_allclose(exact.weights, [0.19782, 0.80218], atol=1e-5)
     model = smcflow.PathModel(
-        times=jnp.linspace(HORIZON, 0.0, N_GRID + 1),
-        sample_initial=lambda key, n: _sample_marginal(key, n, HORIZON),
-        drift=lambda x, s: x + 2.0 * _score(x[:, 0], s)[:, None],
-        noise=lambda s: jnp.sqrt(2.0),
+        times=MIXTURE.times,
+        sample_initial=MIXTURE.init,
+        drift=MIXTURE.drift,
+        noise=MIXTURE.noise,
         guidance=GUIDANCE[guidance],
         potential=_potential,
         terminal_log_potential=lambda x: BETA * x[:, 0],

@@ -418,7 +418,7 @@ class _Registry:
 
     def register(self, plugin: object, name: str | None) -> str:
         with self._lock:
-            pm = self.ensure()
+            self.ensure()
             if name is None:
                 name = _default_name(plugin)
             if name in self._info:
