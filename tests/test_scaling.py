@@ -43,6 +43,9 @@ EXACT_1D = {
                                                              "schedule": 20}),
     "fk (difference)": ("fk", {}),
     "fk (max)": ("fk", {"potential": "max"}),
+    "fk (difference, tempered (k/K)^2)": ("fk", {"tempering": 2.0}),
+    "urge (reward gradient x2, tempered k/K)": ("urge", {"guidance": "reward_grad", "guidance_scale": 2.0,
+                                                          "tempering": 1.0}),
     "twisted": ("twisted", {}),
     "importance": ("importance", {}),
 }

@@ -52,6 +52,7 @@ class PathSteering:
       guidance: ``"none"``, ``"reward_grad"`` or a callable ``g(x, t) -> (n, *event)``.
       guidance_scale: multiplies ``g``.
       guidance_clip: largest norm of ``g`` per particle (None: no clipping); exactness is kept.
+      tempering: exponent ``p`` of the ramp ``(k/K)^p`` on the intermediate potentials (0: none).
       potential: ``"difference"``, ``"max"``, ``"sum"`` or ``"none"``.
       weighted: False drops the weights (``guidance`` baseline).
       resampler, ess_threshold, schedule: passed to :func:`smcflow.run`.
@@ -63,6 +64,7 @@ class PathSteering:
     guidance: Guidance = "none"
     guidance_scale: float = 1.0
     guidance_clip: float | None = None
+    tempering: float = 0.0
     potential: str = "difference"
     weighted: bool = True
     resampler: Any = "systematic"
@@ -104,6 +106,7 @@ class PathSteering:
             beta=jnp.asarray(beta, dtype),
             guidance_scale=jnp.asarray(self.guidance_scale, dtype),
             guidance_clip=jnp.asarray(jnp.inf if self.guidance_clip is None else self.guidance_clip, dtype),
+            tempering=jnp.asarray(self.tempering, dtype),
             guidance_fn=self.guidance if mode == "callable" else None,
             guidance_mode=mode,
             potential=self.potential,
@@ -142,34 +145,37 @@ class GreedySearch:
 
 
 def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip: float | None = None,
-         potential: str = "difference", resampler: Any = "systematic", ess_threshold: float = 0.5,
-         schedule: Any = "adaptive") -> PathSteering:
+         tempering: float = 0.0, potential: str = "difference", resampler: Any = "systematic",
+         ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """URGE: Girsanov path weights for any guidance, telescoping potentials on the denoised estimate."""
-    return PathSteering("urge", True, guidance, guidance_scale, guidance_clip, potential, True, resampler,
-                        ess_threshold, schedule)
+    return PathSteering("urge", True, guidance=guidance, guidance_scale=guidance_scale, guidance_clip=guidance_clip,
+                        tempering=tempering, potential=potential, resampler=resampler,
+                        ess_threshold=ess_threshold, schedule=schedule)
 
 
-def fk(potential: str = "difference", resampler: Any = "systematic", ess_threshold: float = 0.5,
-       schedule: Any = "adaptive") -> PathSteering:
+def fk(potential: str = "difference", tempering: float = 0.0, resampler: Any = "systematic",
+       ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """Feynman-Kac steering: reference proposal, ``difference`` / ``max`` / ``sum`` potentials, exact final correction."""
-    return PathSteering("fk", True, "none", 1.0, None, potential, True, resampler, ess_threshold, schedule)
+    return PathSteering("fk", True, potential=potential, tempering=tempering, resampler=resampler,
+                        ess_threshold=ess_threshold, schedule=schedule)
 
 
-def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, resampler: Any = "systematic",
-            ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
+def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, tempering: float = 0.0,
+            resampler: Any = "systematic", ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """Twisted SMC (TDS / DAS style): proposal guided by ``beta grad r(denoise)``, twisted weights."""
-    return PathSteering("twisted", True, "reward_grad", guidance_scale, guidance_clip, "difference", True,
-                        resampler, ess_threshold, schedule)
+    return PathSteering("twisted", True, guidance="reward_grad", guidance_scale=guidance_scale,
+                        guidance_clip=guidance_clip, tempering=tempering, resampler=resampler,
+                        ess_threshold=ess_threshold, schedule=schedule)
 
 
 def importance() -> PathSteering:
     """Importance sampling: reference paths, weight ``exp(beta r(x_K))`` at the end, no resampling."""
-    return PathSteering("importance", True, "none", 1.0, None, "none", True, schedule="never")
+    return PathSteering("importance", True, potential="none", schedule="never")
 
 
 def best_of_n() -> PathSteering:
     """Best-of-N: N reference samples, keep the one with the highest reward (biased)."""
-    return PathSteering("best_of_n", False, "none", 1.0, None, "none", True, schedule="never", pick_best=True)
+    return PathSteering("best_of_n", False, potential="none", schedule="never", pick_best=True)
 
 
 def svdd(n_candidates: int = 4) -> GreedySearch:
@@ -179,8 +185,8 @@ def svdd(n_candidates: int = 4) -> GreedySearch:
 
 def guidance(guidance_scale: float = 1.0, guidance_clip: float | None = None) -> PathSteering:
     """Gradient guidance without weights (classifier-guidance style; biased)."""
-    return PathSteering("guidance", False, "reward_grad", guidance_scale, guidance_clip, "none", False,
-                        schedule="never")
+    return PathSteering("guidance", False, guidance="reward_grad", guidance_scale=guidance_scale,
+                        guidance_clip=guidance_clip, potential="none", weighted=False, schedule="never")
 
 
 BUILTIN_METHODS: dict[str, Callable[..., Any]] = {

@@ -116,6 +116,11 @@ class SteeredDiffusion:
       reward: ``r(x) -> (n,)``.
       beta: inverse temperature of the tilt (traced).
       guidance_scale: multiplies ``g`` (traced).
+      tempering: exponent ``p`` of the ramp ``lambda_k = (k / K)^p`` multiplying the intermediate
+        potentials, ``phi_k = lambda_k * phi_k`` for ``k < K`` (traced; 0: no ramp, ``lambda_k = 1``).
+        Any ramp keeps the method exact (``phi_K`` is untouched); a ramp tames potentials that are
+        uninformative but wide-ranging at high noise. ``reward_grad`` guidance follows the same ramp
+        (it is the gradient of the tempered potential).
       guidance_clip: largest Euclidean norm of ``g`` per particle (traced; ``inf``: no clipping).
         Clipping changes the proposal only; the weights stay exact because they use the ``g`` applied.
       guidance_fn: user guidance ``g(x, t)`` when ``guidance_mode == "callable"``.
@@ -130,6 +135,7 @@ class SteeredDiffusion:
     beta: jax.Array
     guidance_scale: jax.Array
     guidance_clip: jax.Array
+    tempering: jax.Array
     guidance_fn: Optional[Callable[[jax.Array, jax.Array], jax.Array]] = None
     guidance_mode: str = field(default="none", metadata=dict(static=True))
     potential: str = field(default="difference", metadata=dict(static=True))
@@ -146,17 +152,19 @@ class SteeredDiffusion:
     def _needs_intermediate_reward(self) -> bool:
         return self.potential != "none" or self.guidance_mode == "reward_grad"
 
-    def _evaluate(self, x: jax.Array, t: jax.Array, previous: jax.Array) -> SteerState:
-        """State at an intermediate grid point ``t`` (``k < K``)."""
+    def _evaluate(self, x: jax.Array, k: jax.Array, previous: jax.Array) -> SteerState:
+        """State at an intermediate grid point ``t_k`` (``k < K``)."""
+        t = self.sampler.times[k]
 
         def reward_of_estimate(x):
             drift, estimate = drift_and_denoise(self.sampler, x, t)
             value = self.reward(estimate) if self._needs_intermediate_reward() else jnp.zeros(x.shape[:1], x.dtype)
             return jnp.sum(value), (drift, estimate, value)
 
-        if self.guidance_mode == "reward_grad":
+        ramp = jnp.where(self.tempering > 0, (k / self.n_steps) ** self.tempering, 1.0)
+        if self.guidance_mode == "reward_grad":  # the gradient of the (tempered) potential
             grad, (drift, estimate, value) = jax.grad(reward_of_estimate, has_aux=True)(x)
-            guidance = self.guidance_scale * self.beta * grad
+            guidance = self.guidance_scale * ramp * self.beta * grad
         else:
             _, (drift, estimate, value) = reward_of_estimate(x)
             if self.guidance_mode == "callable":
@@ -166,10 +174,13 @@ class SteeredDiffusion:
         if self.guidance_mode != "none":
             guidance = _clip_norm(guidance, self.guidance_clip)
         statistic = _update_statistic(self.potential, previous, value)
-        log_potential = jnp.zeros_like(value) if self.potential == "none" else self.beta * statistic
+        if self.potential == "none":
+            log_potential = jnp.zeros_like(value)
+        else:
+            log_potential = ramp * self.beta * statistic
         return SteerState(x, drift, guidance, estimate, value, statistic, log_potential)
 
-    def _terminal(self, x: jax.Array, t: jax.Array, previous: jax.Array) -> SteerState:
+    def _terminal(self, x: jax.Array, k: jax.Array, previous: jax.Array) -> SteerState:
         """State at ``t_K``: ``phi_K = beta r(output(x_K))`` exactly."""
         estimate = sampler_output(self.sampler, x)
         value = self.reward(estimate).astype(x.dtype)
@@ -179,12 +190,9 @@ class SteeredDiffusion:
     # -- Feynman-Kac interface -----------------------------------------------------------------
     def init(self, key: jax.Array, n: int) -> tuple[SteerState, jax.Array]:
         x = self.sampler.init(key, n)
-        times = self.sampler.times
         start = _initial_statistic(self.potential, n, x.dtype)
-        if self.n_steps == 0:
-            state = self._terminal(x, times[0], start)
-        else:
-            state = self._evaluate(x, times[0], start)
+        evaluate = self._terminal if self.n_steps == 0 else self._evaluate
+        state = evaluate(x, jnp.int32(0), start)
         log_w = state.log_potential if self.weighted else jnp.zeros_like(state.log_potential)
         return state, log_w
 
@@ -195,7 +203,7 @@ class SteeredDiffusion:
         noise = self.sampler.noise(t)
         xi = jax.random.normal(key, state.x.shape, state.x.dtype)
         x = state.x + h * (state.drift + noise**2 * state.guidance) + noise * jnp.sqrt(h) * xi
-        new = lax.cond(k + 1 == self.n_steps, self._terminal, self._evaluate, x, t_next, state.statistic)
+        new = lax.cond(k + 1 == self.n_steps, self._terminal, self._evaluate, x, k + 1, state.statistic)
         if not self.weighted:
             return new, jnp.zeros_like(new.log_potential)
         log_g = new.log_potential - state.log_potential
