@@ -73,6 +73,22 @@ def _screen(log_g: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jnp.where(bad, -jnp.inf, log_g), jnp.any(bad)
 
 
+def _reweigh(log_w: jax.Array, log_g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Normalised ``log_w + log_g``, its log-sum and ESS, and whether a potential was NaN/+inf.
+
+    The fast path trusts ``log_g``; a NaN/+inf potential shows up as a NaN/+inf log-sum, and only then
+    are the bad potentials replaced by ``-inf`` and the sums redone (``lax.cond``).
+    """
+    new = W.normalise_with_ess(log_w + log_g)
+    bad = jnp.isnan(new[1]) | jnp.isposinf(new[1])
+
+    def screened(_):
+        return W.normalise_with_ess(log_w + _screen(log_g)[0])
+
+    log_w, log_sum, ess = lax.cond(bad, screened, lambda _: new, None)
+    return log_w, log_sum, ess, bad
+
+
 def _record_failure(failure, failure_time, t, bad_potential, log_sum):
     """Keep the first failure (code, time); NaN/+inf potentials take precedence at equal time."""
     code = jnp.where(bad_potential, FAIL_POTENTIAL, jnp.where(jnp.isneginf(log_sum), FAIL_ALL_DEAD, FAIL_NONE))
@@ -93,11 +109,9 @@ def _single_run(model, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig)
 
     x, log_w0 = model.init(key_init, n)
     x0 = x
-    log_w0, bad0 = _screen(log_w0)
-    log_w, log_sum = W.normalise(log_w0)
+    log_w, log_sum, ess0, bad0 = _reweigh(jnp.zeros_like(log_w0), log_w0)
     log_z0 = log_sum - log_n
     failure, failure_time = _record_failure(jnp.int32(FAIL_NONE), jnp.int32(-1), jnp.int32(0), bad0, log_sum)
-    ess0 = W.ess(log_w)
     summary0 = cfg.summary(x, log_w) if cfg.summary is not None else None
     threshold = jnp.asarray(ess_threshold, log_w.dtype)
 
@@ -120,10 +134,8 @@ def _single_run(model, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig)
             did_resample = cfg.schedule.decide(t, ess_prev, n, threshold)
             x, log_w, ancestors = lax.cond(did_resample, resample, keep, k_res, x, log_w)
         x, log_g = model.step(jax.random.fold_in(key_move, t), t - 1, x)
-        log_g, bad = _screen(log_g)
-        log_w, log_sum = W.normalise(log_w + log_g)
+        log_w, log_sum, ess_t, bad = _reweigh(log_w, log_g)
         failure, failure_time = _record_failure(failure, failure_time, t, bad, log_sum)
-        ess_t = W.ess(log_w)
         out = {"ess": ess_t, "resampled": did_resample, "log_evidence_increments": log_sum}
         if cfg.keep_ancestors:
             out["ancestors"] = ancestors

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-__all__ = ["normalise", "ess", "log_mean_exp", "moments"]
+__all__ = ["normalise", "normalise_with_ess", "ess", "log_mean_exp", "moments"]
 
 
 def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -21,6 +21,25 @@ def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
     uniform = jnp.full_like(log_weights, -jnp.log(n))
     log_w = jnp.where(dead[..., None], uniform, log_weights - safe_sum[..., None])
     return log_w, log_sum
+
+
+def normalise_with_ess(log_weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(log_W, log_sum, ESS)`` of a 1-D vector of log-weights from one pass of ``exp``.
+
+    With ``m = max_i a_i``, ``e_i = exp(a_i - m)``, ``S1 = sum e_i`` and ``S2 = sum e_i^2``:
+    ``log_sum = m + log S1``, ``log_W = a - log_sum`` and ``ESS = S1^2 / S2``. If every weight is
+    ``-inf``, ``log_sum = -inf``, ``log_W`` is uniform and ``ESS = N`` (as :func:`normalise` and
+    :func:`ess` give). A NaN or ``+inf`` entry makes ``log_sum`` NaN or ``+inf``: callers screen for it.
+    """
+    n = log_weights.shape[-1]
+    top = jnp.max(log_weights)
+    dead = jnp.isneginf(top)
+    shifted = log_weights - jnp.where(dead, 0.0, top)
+    e = jnp.exp(shifted)
+    s1, s2 = jnp.sum(e), jnp.sum(e * e)
+    log_sum = jnp.where(dead, -jnp.inf, top + jnp.log(s1))
+    log_w = jnp.where(dead, -jnp.log(n), shifted - jnp.log(s1))
+    return log_w.astype(log_weights.dtype), log_sum, jnp.where(dead, n, s1 * s1 / s2).astype(log_weights.dtype)
 
 
 def ess(log_weights: jax.Array) -> jax.Array:
