@@ -72,8 +72,6 @@ DATA_SEED = 20240611
 ESS_FRACTION = 0.5
 
 SECTION = "bench_bootstrap"
-START_MARK = f"<!-- {SECTION}:start -->"
-END_MARK = f"<!-- {SECTION}:end -->"
 DEFAULT_PRNGS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 
@@ -564,18 +562,19 @@ def render_markdown(entries: list[Entry], args, info: dict[str, str], exact: flo
     return "\n".join(lines)
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace (or append) this benchmark's marked section of ``path``, keeping everything else."""
-    section = f"{START_MARK}\n{body.rstrip()}\n{END_MARK}\n"
+def write_section(path: Path, body: str, section: str = SECTION) -> None:
+    """Replace (or append) the marked ``section`` of ``path`` (default: this benchmark's), keeping the rest."""
+    start_mark, end_mark = f"<!-- {section}:start -->", f"<!-- {section}:end -->"
+    block = f"{start_mark}\n{body.rstrip()}\n{end_mark}\n"
     if path.exists():
         text = path.read_text()
     else:
         text = "# Benchmarks\n\nGenerated sections; see `benchmarks/README.md` for what each measures.\n\n"
-    start, end = text.find(START_MARK), text.find(END_MARK)
+    start, end = text.find(start_mark), text.find(end_mark)
     if start != -1 and end != -1 and end > start:
-        text = text[:start] + section + text[end + len(END_MARK):].lstrip("\n")
+        text = text[:start] + block + text[end + len(end_mark):].lstrip("\n")
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
 

@@ -616,7 +616,7 @@ def available(kind: str | None = None) -> dict[str, list[str]] | list[str]:
     return sorted(_REGISTRY.catalogue(_check_kind(kind)))
 
 
-def get(kind: str, name: str, **config: Any) -> Any:
+def get(kind: str, name: str, /, **config: Any) -> Any:
     """Build the component ``name`` of ``kind``: call its factory with ``config`` and return the result.
 
     ``name`` may be written ``"plugin:component"`` to pick one provider when several plugins offer
