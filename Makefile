@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(BIN)/smcflow demo --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_bootstrap.py

@@ -157,7 +157,7 @@ def test_biased_baselines_are_labelled_and_their_error_reported(bimodal, method,
                         n_runs=8, **config)
     assert not res.exact
     mean = float(np.mean(np.asarray(res.samples)[..., 0]))
-    record_property(f"{method}_mean_error", mean - exact.mean[0])
+    record_property(f"{method}_mean_error", float(mean - exact.mean[0]))
     if method == "best_of_n":
         assert res.samples.shape == (8, 1, 1)
         assert np.all(np.isfinite(np.asarray(res.log_evidence)))  # importance estimate from the same draws
