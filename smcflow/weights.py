@@ -8,43 +8,40 @@ from jax.scipy.special import logsumexp
 __all__ = ["normalise", "normalise_with_ess", "ess", "log_mean_exp", "moments"]
 
 
-def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Return ``(log_W, log_sum)`` with ``log_W = log_weights - log_sum`` and ``log_sum = logsumexp``.
-
-    If every weight is ``-inf`` the log-sum is ``-inf`` and ``log_W`` is uniform (``-log N``), so no
-    NaN is produced; callers detect the failure from ``log_sum == -inf``.
-    """
-    log_sum = logsumexp(log_weights, axis=-1)
-    n = log_weights.shape[-1]
-    dead = jnp.isneginf(log_sum)
-    safe_sum = jnp.where(dead, 0.0, log_sum)
-    uniform = jnp.full_like(log_weights, -jnp.log(n))
-    log_w = jnp.where(dead[..., None], uniform, log_weights - safe_sum[..., None])
-    return log_w, log_sum
-
-
 def normalise_with_ess(log_weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``(log_W, log_sum, ESS)`` of a 1-D vector of log-weights from one pass of ``exp``.
+    """``(log_W, log_sum, ESS)`` along the last axis, from one pass of ``exp``.
 
     With ``m = max_i a_i``, ``e_i = exp(a_i - m)``, ``S1 = sum e_i`` and ``S2 = sum e_i^2``:
-    ``log_sum = m + log S1``, ``log_W = a - log_sum`` and ``ESS = S1^2 / S2``. If every weight is
-    ``-inf``, ``log_sum = -inf``, ``log_W`` is uniform and ``ESS = N`` (as :func:`normalise` and
-    :func:`ess` give). A NaN or ``+inf`` entry makes ``log_sum`` NaN or ``+inf``: callers screen for it.
+    ``log_sum = m + log S1``, ``log_W = a - log_sum`` and ``ESS = S1^2 / S2 = 1 / sum_i W_i^2``.
+    If every weight is ``-inf``, ``log_sum = -inf``, ``log_W`` is uniform (``-log N``) and
+    ``ESS = N``, so no NaN is produced; callers detect that failure from ``log_sum == -inf``. A NaN or
+    ``+inf`` entry makes ``log_sum`` NaN or ``+inf``: callers screen for it.
     """
     n = log_weights.shape[-1]
-    top = jnp.max(log_weights)
+    top = jnp.max(log_weights, axis=-1, keepdims=True)
     dead = jnp.isneginf(top)
     shifted = log_weights - jnp.where(dead, 0.0, top)
     e = jnp.exp(shifted)
-    s1, s2 = jnp.sum(e), jnp.sum(e * e)
-    log_sum = jnp.where(dead, -jnp.inf, top + jnp.log(s1))
-    log_w = jnp.where(dead, -jnp.log(n), shifted - jnp.log(s1))
-    return log_w.astype(log_weights.dtype), log_sum, jnp.where(dead, n, s1 * s1 / s2).astype(log_weights.dtype)
+    s1 = jnp.sum(e, axis=-1, keepdims=True)
+    s2 = jnp.sum(e * e, axis=-1, keepdims=True)
+    log_w = jnp.where(dead, -jnp.log(n), shifted - jnp.log(s1)).astype(log_weights.dtype)
+    log_sum = jnp.where(dead, -jnp.inf, top + jnp.log(s1))[..., 0]
+    ess_value = jnp.where(dead, n, s1 * s1 / s2)[..., 0].astype(log_weights.dtype)
+    return log_w, log_sum, ess_value
+
+
+def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(log_W, log_sum)`` with ``log_W = log_weights - log_sum`` and ``log_sum = logsumexp`` (last axis).
+
+    See :func:`normalise_with_ess` for the all ``-inf`` case.
+    """
+    log_w, log_sum, _ = normalise_with_ess(log_weights)
+    return log_w, log_sum
 
 
 def ess(log_weights: jax.Array) -> jax.Array:
-    """Effective sample size ``1 / sum_i W_i^2`` of normalised log-weights (last axis)."""
-    return jnp.exp(-logsumexp(2.0 * log_weights, axis=-1))
+    """Effective sample size ``1 / sum_i W_i^2`` of log-weights (last axis; need not be normalised)."""
+    return normalise_with_ess(log_weights)[2]
 
 
 def log_mean_exp(values: jax.Array, axis: int = -1) -> jax.Array:

@@ -30,6 +30,16 @@ def _weighted(res, values):
     return np.einsum("rn,rn...->r...", w, v)
 
 
+def _exact_fraction(exact, predicate, n=2_000_000):
+    """``P_q(predicate(x))`` under a closed-form tilted mixture ``q``, from ``n`` exact draws (its
+    standard error, below 4e-4, is negligible next to the tests' Monte Carlo error)."""
+    rng = np.random.default_rng(0)
+    comp = rng.choice(len(exact.weights), size=n, p=exact.weights)
+    chol = np.linalg.cholesky(exact.covs)
+    x = exact.means[comp] + np.einsum("nij,nj->ni", chol[comp], rng.standard_normal((n, exact.means.shape[1])))
+    return float(np.mean(predicate(x)))
+
+
 @pytest.fixture(scope="module")
 def bimodal():
     return mixture_diffusion(n_steps=400)  # 0.5 N(-2, 0.25) + 0.5 N(2, 0.25), OU noising
@@ -79,9 +89,11 @@ def test_fk_sum_potential_is_exact_on_a_short_chain():
     common = dict(beta=0.35, n_runs=RUNS)
     ref = smcflow.scale(sampler, reward, jax.random.key(0), n_particles=2**15, method="importance", **common)
     res = smcflow.scale(sampler, reward, jax.random.key(1), n_particles=256, method="fk", potential="sum", **common)
-    ref_mean = float(np.mean(_weighted(ref, np.asarray(ref.particles)[..., 0])))
+    # independent run-by-run differences: their spread carries the error of both estimates
+    diff = _weighted(res, np.asarray(res.particles)[..., 0]) - _weighted(ref, np.asarray(ref.particles)[..., 0])
+    assert_mean_close(diff, 0.0, "fk sum minus the importance reference: tilted mean")
+    # the reference log Z (32 x 2^15 particles) is ~100x more precise than the tested ratio's error
     ref_log_z = float(jax.scipy.special.logsumexp(ref.log_evidence) - np.log(RUNS))
-    assert_mean_close(_weighted(res, np.asarray(res.particles)[..., 0]), ref_mean, "fk sum: tilted mean", floor=5e-3)
     assert_unbiased_evidence(res.log_evidence, ref_log_z, "fk sum")
 
 
@@ -101,15 +113,17 @@ def test_quadratic_reward_2d():
     A, b = np.array([[1.0, 0.3], [0.3, 0.5]]), np.array([0.5, 1.0])
     reward = quadratic(A, b)
     exact = data_mixture(sampler).tilt_quadratic(A, b, beta=1.0)
+
+    def nearer_first(x):
+        return np.linalg.norm(x - exact.means[0], axis=-1) < np.linalg.norm(x - exact.means[1], axis=-1)
+
+    expected_first = _exact_fraction(exact, nearer_first)
     for method, config in [("urge", {"guidance": "reward_grad"}), ("fk", {}), ("importance", {})]:
         res = smcflow.scale(sampler, reward, jax.random.key(11), n_particles=256, method=method, beta=1.0,
                             n_runs=RUNS, **config)
         x = np.asarray(res.particles)
         assert_mean_close(_weighted(res, x), exact.mean, f"2-D quadratic, {method}: tilted mean")
-        nearer_first = np.linalg.norm(x - exact.means[0], axis=-1) < np.linalg.norm(x - exact.means[1], axis=-1)
-        # the modes are well separated: nearest-tilted-mean mass tracks the tilted weights closely
-        assert_mean_close(_weighted(res, nearer_first), exact.weights[0], f"2-D quadratic, {method}: weight",
-                          floor=0.01)
+        assert_mean_close(_weighted(res, nearer_first(x)), expected_first, f"2-D quadratic, {method}: first-mode mass")
         assert_unbiased_evidence(res.log_evidence, exact.log_normaliser, f"2-D quadratic, {method}")
 
 
@@ -119,12 +133,13 @@ def test_linear_reward_8d():
     sampler = mixture_diffusion(weights=[0.6, 0.4], means=means, covs=[0.5, 0.3], n_steps=300)
     b = np.linspace(-0.2, 0.3, d)
     exact = data_mixture(sampler).tilt_linear(b, beta=1.0)
+    expected_upper = _exact_fraction(exact, lambda x: x.sum(-1) > 0)
     for method, config in [("urge", {"guidance": "reward_grad"}), ("fk", {})]:
         res = smcflow.scale(sampler, linear(b), jax.random.key(5), n_particles=256, method=method, beta=1.0,
                             n_runs=RUNS, **config)
         x = np.asarray(res.particles)
         assert_mean_close(_weighted(res, x), exact.mean, f"8-D, {method}: tilted mean")
-        assert_mean_close(_weighted(res, x.sum(-1) > 0), exact.weights[1], f"8-D, {method}: weight", floor=0.01)
+        assert_mean_close(_weighted(res, x.sum(-1) > 0), expected_upper, f"8-D, {method}: mass of sum(x) > 0")
         assert_unbiased_evidence(res.log_evidence, exact.log_normaliser, f"8-D, {method}")
 
 

@@ -93,7 +93,7 @@ def _resolve_method(method: Any, config: dict[str, Any]) -> Any:
         return plugins.get("method", method, **config)
     if config:
         raise TypeError(f"method options {sorted(config)} need a method name; the method object is already built")
-    for attr in ("name", "exact", "build", "run_options", "nfe_per_particle"):
+    for attr in ("name", "exact", "build", "run_options", "nfe_per_particle", "reward_evaluations_per_particle"):
         if not hasattr(method, attr):
             raise TypeError(f"method {method!r} has no attribute {attr!r} (see smcflow.scaling.methods)")
     return method
@@ -115,12 +115,12 @@ def check_components(sampler: Any, reward: Any) -> tuple[int, ...]:
         raise ValueError(f"sampler {s_name!r}: init(key, 2) must return an array with leading axis 2, got {x}")
     try:
         out = jax.eval_shape(lambda a: sampler_output(sampler, a), x)
+    except Exception as exc:
+        raise TypeError(f"sampler {s_name!r}: output(x) failed while tracing on x of shape {x.shape}: {exc}") from exc
+    try:
         r = jax.eval_shape(reward, out)
     except Exception as exc:
-        raise ValueError(
-            f"reward {r_name!r} failed on samples of shape {tuple(out.shape) if 'out' in dir() else x.shape} "
-            f"from sampler {s_name!r}: {exc}"
-        ) from exc
+        raise ValueError(f"reward {r_name!r} failed on samples of shape {out.shape} from sampler {s_name!r}: {exc}") from exc
     if getattr(r, "shape", None) != (2,):
         raise ValueError(
             f"reward {r_name!r} returned shape {getattr(r, 'shape', r)} for 2 samples of shape "
@@ -181,17 +181,18 @@ def scale(
 
     outputs, log_w = smc.particles.estimate, smc.log_weights
     if getattr(method, "pick_best", False):
-        best = jnp.argmax(rewards, axis=-1)
-        samples = jnp.take_along_axis(outputs, best.reshape(best.shape + (1,) * (outputs.ndim - best.ndim)), axis=-outputs.ndim + best.ndim)
+        best = jnp.argmax(rewards, axis=-1)  # per run: shape () or (n_runs,)
+        particle_axis = best.ndim
+        samples = jnp.take_along_axis(outputs, jnp.expand_dims(best, tuple(range(particle_axis, outputs.ndim))),
+                                      axis=particle_axis)
     elif getattr(method, "weighted", True):
         samples = smc.resample(key_final).estimate
     else:
         samples = outputs
-    exact_log_z = getattr(method, "weighted", True)
-    log_evidence = smc.log_evidence if exact_log_z else jnp.full_like(smc.log_evidence, jnp.nan)
+    log_evidence = smc.log_evidence if getattr(method, "weighted", True) else jnp.full_like(smc.log_evidence, jnp.nan)
     n_steps = model.n_steps
     nfe = method.nfe_per_particle(n_steps, int(getattr(sampler, "output_nfe", 0))) * n_particles
-    reward_calls = _reward_evaluations(method, n_steps) * n_particles
+    reward_calls = method.reward_evaluations_per_particle(n_steps) * n_particles
     return ScaleResult(
         samples=samples,
         particles=outputs,
@@ -207,12 +208,3 @@ def scale(
         wall_time=wall,
         smc=smc,
     )
-
-
-def _reward_evaluations(method: Any, n_steps: int) -> int:
-    """Reward calls per particle: at every grid point when potentials or reward guidance need it."""
-    m = int(getattr(method, "n_candidates", 1))
-    if m > 1 or getattr(method, "name", "") == "svdd":
-        return 1 + n_steps * m
-    uses_intermediate = getattr(method, "potential", "none") != "none" or getattr(method, "guidance_mode", "none") == "reward_grad"
-    return n_steps + 1 if uses_intermediate else 1

@@ -7,6 +7,7 @@ A method is an object with
 * ``build(sampler, reward, beta) -> model``: a Feynman-Kac model for :func:`smcflow.run`;
 * ``run_options``: keyword arguments for :func:`smcflow.run` (resampler, ESS threshold, schedule);
 * ``nfe_per_particle(n_steps, output_nfe) -> int``: sampler network evaluations per particle;
+* ``reward_evaluations_per_particle(n_steps) -> int``: reward calls per particle;
 * ``pick_best`` (bool): return only the highest-reward particle of each run (best-of-N).
 
 NFE accounting (the same for every method, so comparisons at equal compute are fair): one evaluation
@@ -117,6 +118,11 @@ class PathSteering:
         per_step = 2 if self.guidance_mode == "reward_grad" else 1
         return n_steps * per_step + output_nfe
 
+    def reward_evaluations_per_particle(self, n_steps: int) -> int:
+        """At every grid point when potentials or reward guidance need it, else once at the end."""
+        uses_intermediate = self.potential != "none" or self.guidance_mode == "reward_grad"
+        return n_steps + 1 if uses_intermediate else 1
+
 
 @dataclass(frozen=True)
 class GreedySearch:
@@ -142,6 +148,9 @@ class GreedySearch:
     def nfe_per_particle(self, n_steps: int, output_nfe: int) -> int:
         m = int(self.n_candidates)
         return 1 + max(n_steps - 1, 0) * m + m * output_nfe
+
+    def reward_evaluations_per_particle(self, n_steps: int) -> int:
+        return 1 + n_steps * int(self.n_candidates)
 
 
 def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip: float | None = None,

@@ -218,7 +218,8 @@ class GreedyValueSearch:
     """SVDD-style greedy decoding: ``n_candidates`` reference moves per particle and step, keep the best.
 
     Candidates at an intermediate step are ranked by ``r(denoise(x', t_{k+1}))``, at the last step by
-    ``r(output(x'))``. The particle weights stay uniform (``log_g = 0``): the method is biased.
+    ``r(output(x'))`` (the states an unweighted, unguided :class:`SteeredDiffusion` computes). The
+    particle weights stay uniform (``log_g = 0``): the method is biased.
     """
 
     sampler: Any
@@ -226,41 +227,33 @@ class GreedyValueSearch:
     n_candidates: int = field(default=4, metadata=dict(static=True))
 
     @property
+    def _scorer(self) -> SteeredDiffusion:
+        one = jnp.ones((), jnp.zeros(()).dtype)
+        return SteeredDiffusion(self.sampler, self.reward, beta=one, guidance_scale=one, guidance_clip=one * jnp.inf,
+                                tempering=0 * one, potential="difference", weighted=False)
+
+    @property
     def n_steps(self) -> int:
-        return int(jnp.shape(self.sampler.times)[0]) - 1
+        return self._scorer.n_steps
 
     def validate(self) -> None:
-        check_path_grid(self.sampler.times, self.sampler.noise, f"sampler {component_name(self.sampler, 'sampler')!r}")
+        self._scorer.validate()
         if self.n_candidates < 1:
             raise ValueError(f"svdd n_candidates must be >= 1, got {self.n_candidates}")
 
-    def _evaluate(self, x: jax.Array, t: jax.Array) -> SteerState:
-        drift, estimate = drift_and_denoise(self.sampler, x, t)
-        value = self.reward(estimate)
-        zeros = jnp.zeros_like(value)
-        return SteerState(x, drift, jnp.zeros_like(x), estimate, value, value, zeros)
-
-    def _terminal(self, x: jax.Array, t: jax.Array) -> SteerState:
-        estimate = sampler_output(self.sampler, x)
-        value = self.reward(estimate).astype(x.dtype)
-        zeros = jnp.zeros_like(x)
-        return SteerState(x, zeros, zeros, estimate, value, value, jnp.zeros_like(value))
-
     def init(self, key: jax.Array, n: int) -> tuple[SteerState, jax.Array]:
-        x = self.sampler.init(key, n)
-        state = self._terminal(x, self.sampler.times[0]) if self.n_steps == 0 else self._evaluate(x, self.sampler.times[0])
-        return state, jnp.zeros(n, x.dtype)
+        return self._scorer.init(key, n)
 
     def step(self, key: jax.Array, k: jax.Array, state: SteerState) -> tuple[SteerState, jax.Array]:
-        times = self.sampler.times
-        t, t_next = times[k], times[k + 1]
-        h = jnp.abs(t_next - t)
-        noise = self.sampler.noise(t)
-        n, m = state.x.shape[0], self.n_candidates
-        xi = jax.random.normal(key, (n, m, *state.x.shape[1:]), state.x.dtype)
-        mean = state.x + h * state.drift
-        candidates = (mean[:, None] + noise * jnp.sqrt(h) * xi).reshape(n * m, *state.x.shape[1:])
-        scored = lax.cond(k + 1 == self.n_steps, self._terminal, self._evaluate, candidates, t_next)
+        scorer, times = self._scorer, self.sampler.times
+        h = jnp.abs(times[k + 1] - times[k])
+        noise = self.sampler.noise(times[k])
+        n, m, event = state.x.shape[0], self.n_candidates, state.x.shape[1:]
+        xi = jax.random.normal(key, (n, m, *event), state.x.dtype)
+        candidates = (state.x + h * state.drift)[:, None] + noise * jnp.sqrt(h) * xi
+        previous = jnp.zeros((n * m,), state.x.dtype)
+        scored = lax.cond(k + 1 == self.n_steps, scorer._terminal, scorer._evaluate,
+                          candidates.reshape(n * m, *event), k + 1, previous)
         best = jnp.argmax(scored.value.reshape(n, m), axis=1) + m * jnp.arange(n)
         chosen = jax.tree_util.tree_map(lambda a: a[best], scored)
         return chosen, jnp.zeros(n, state.x.dtype)

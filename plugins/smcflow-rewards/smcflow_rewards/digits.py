@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from .digits_classifier import load_classifier_params, log_probs
 
-__all__ = ["DigitsLogProb", "DigitsVote", "digits_log_prob", "digits_vote"]
+__all__ = ["DigitsReward", "digits_log_prob", "digits_vote"]
 
 N_CLASSES = 10
 
@@ -29,38 +29,34 @@ def _check_target(target) -> int:
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True, eq=False)
-class DigitsLogProb:
-    """``r(x) = log p(target | x)`` for ``x`` of shape ``(n, 64)``."""
+class DigitsReward:
+    """``log p(target | x)`` (``vote=False``) or ``1{argmax_c p(c | x) = target}`` (``vote=True``)
+    for ``x`` of shape ``(n, 64)``."""
 
     params: dict
     target: int = field(metadata=dict(static=True))
-    differentiable: bool = field(default=True, metadata=dict(static=True))
-    name: str = field(default="digits_log_prob", metadata=dict(static=True))
+    vote: bool = field(default=False, metadata=dict(static=True))
+
+    @property
+    def differentiable(self) -> bool:
+        return not self.vote
+
+    @property
+    def name(self) -> str:
+        return "digits_vote" if self.vote else "digits_log_prob"
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return log_probs(self.params, x.reshape(x.shape[0], -1))[:, self.target].astype(x.dtype)
+        log_p = log_probs(self.params, x.reshape(x.shape[0], -1))
+        if self.vote:
+            return (jnp.argmax(log_p, axis=-1) == self.target).astype(x.dtype)
+        return log_p[:, self.target].astype(x.dtype)
 
 
-@jax.tree_util.register_dataclass
-@dataclass(frozen=True, eq=False)
-class DigitsVote:
-    """``r(x) = 1{argmax_c p(c | x) = target}``."""
-
-    params: dict
-    target: int = field(metadata=dict(static=True))
-    differentiable: bool = field(default=False, metadata=dict(static=True))
-    name: str = field(default="digits_vote", metadata=dict(static=True))
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        votes = jnp.argmax(log_probs(self.params, x.reshape(x.shape[0], -1)), axis=-1)
-        return (votes == self.target).astype(x.dtype)
-
-
-def digits_log_prob(target: int = 3) -> DigitsLogProb:
+def digits_log_prob(target: int = 3) -> DigitsReward:
     """Factory of ``digits_log_prob``: log-probability of class ``target`` under the shipped classifier."""
-    return DigitsLogProb(load_classifier_params(), _check_target(target))
+    return DigitsReward(load_classifier_params(), _check_target(target))
 
 
-def digits_vote(target: int = 3) -> DigitsVote:
+def digits_vote(target: int = 3) -> DigitsReward:
     """Factory of ``digits_vote``: 1 when the shipped classifier votes for ``target``."""
-    return DigitsVote(load_classifier_params(), _check_target(target))
+    return DigitsReward(load_classifier_params(), _check_target(target), vote=True)
