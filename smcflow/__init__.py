@@ -1,24 +1,32 @@
 """smcflow: Sequential Monte Carlo over paths in JAX.
 
-Public API:
+What a user needs is here:
 
-* :func:`run` - the SMC engine for any Feynman-Kac model (``n_steps``, ``init``, ``step``);
-* :class:`SMCResult` - its result (weights, log-evidence, ESS, genealogy, arviz export);
-* :class:`StateSpaceModel`, :func:`bootstrap_filter`, :func:`guided_filter` - numpyro-distribution
-  state-space models;
-* :class:`PathModel`, :func:`girsanov_log_weight` - path-space (Girsanov) weighting of SDE paths;
-* :func:`scale` - inference-time scaling of diffusion samplers by a reward (URGE and baselines);
-* :mod:`smcflow.plugins` - the pluggy registry; :mod:`smcflow.resampling` - resampling schemes.
+* the engine: :func:`run` for any :class:`FeynmanKac` model, and the one-step kernel
+  (:func:`init_state`, :func:`step`, :class:`SMCState`, :class:`StepInfo`) to filter online;
+* models: :class:`StateSpaceModel` with :func:`bootstrap_filter` / :func:`guided_filter` (numpyro
+  distributions), and :class:`PathModel` (Euler-Maruyama paths with exact Girsanov weights);
+* :func:`scale`: inference-time scaling of diffusion samplers by a reward (URGE and baselines);
+* results: :class:`SMCResult`, :class:`ScaleResult`; errors: :class:`SMCNumericalError`,
+  :class:`ModelShapeError`, :class:`Failure`;
+* :mod:`smcflow.plugins` (the pluggy registry; nothing is loaded until it is used),
+  :mod:`smcflow.resampling`, :mod:`smcflow.weights`.
+
+Exact reference answers (Kalman filter, forward algorithm, tilted Gaussian mixtures) live in
+:mod:`smcflow.exact`, imported on first use (it needs SciPy, which ``import smcflow`` does not load).
 """
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
-from . import exact, plugins, resampling, weights
-from .engine import RunConfig, run
-from .errors import ModelShapeError, SMCNumericalError
+from . import plugins, resampling, weights
+from .contracts import FeynmanKac
+from .engine import init_state, run, step
+from .errors import Failure, ModelShapeError, SMCNumericalError
+from .kernel import SMCState, StepInfo
+from .path import PathModel, PathPoint, girsanov_log_weight
 from .plugins import hookimpl, hookspec
-from .girsanov import PathModel, PathParticles, girsanov_log_weight
 from .result import SMCResult
 from .scaling import ScaleResult, scale
 from .ssm import StateSpaceModel, bootstrap_filter, guided_filter
@@ -28,24 +36,40 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
+#: the state of a :class:`PathModel` (the name used before the path model was unified)
+PathParticles = PathPoint
+
 __all__ = [
     "run",
+    "init_state",
+    "step",
+    "SMCState",
+    "StepInfo",
+    "FeynmanKac",
+    "SMCResult",
     "scale",
     "ScaleResult",
-    "RunConfig",
-    "SMCResult",
     "StateSpaceModel",
     "bootstrap_filter",
     "guided_filter",
     "PathModel",
-    "PathParticles",
+    "PathPoint",
     "girsanov_log_weight",
     "SMCNumericalError",
     "ModelShapeError",
-    "exact",
+    "Failure",
     "hookimpl",
     "hookspec",
     "plugins",
     "resampling",
     "weights",
 ]
+
+_LAZY_SUBMODULES = ("exact", "export", "io", "cli")
+
+
+def __getattr__(name: str):
+    """``smcflow.exact`` and the other heavier submodules, imported on first access."""
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'smcflow' has no attribute {name!r}")

@@ -1,19 +1,34 @@
-"""Command line interface: ``smcflow plugins [--json]``, ``smcflow demo [--out DIR] [--filter]``, ``smcflow --version``."""
+"""Command line interface: ``smcflow plugins [--json] [--strict]``,
+``smcflow demo [--out DIR] [--filter]``, ``smcflow --version``.
+
+Exit status of ``smcflow plugins``: 0 when every plugin loaded; 1 when a plugin was skipped or one of
+its hooks failed (the listing is still printed, the failures go to stderr), and with ``--strict``
+also when two plugins offer the same name (a built-in shadowed by a plugin included). Whatever the
+command, a reader that stops early (``smcflow plugins | head -1``) ends it quietly with status 141
+(128 + SIGPIPE, as a killed Unix tool would), without a traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
+from dataclasses import asdict
 from typing import Any, Sequence
 
-__all__ = ["main", "build_parser", "plugins_report", "format_plugins_table"]
+__all__ = ["main", "build_parser", "plugins_report", "format_plugins_table", "format_load_errors"]
 
 DEFAULT_DEMO_OUT = "out/demo"
+EXIT_BROKEN_PIPE = 141
+
+_PLUGINS_EPILOG = """\
+exit status: 0 if every plugin loaded; 1 if a plugin was skipped or a hook failed (details on
+stderr), or, with --strict, if two plugins offer the same name; 141 if stdout was closed early."""
 
 
 def plugins_report() -> dict[str, Any]:
-    """Everything ``smcflow plugins`` shows: plugins, load errors and name conflicts.
+    """Everything ``smcflow plugins`` shows: ``{"plugins", "load_errors", "conflicts"}``.
 
     Load warnings are silenced here because the failures are part of the report.
     """
@@ -23,7 +38,7 @@ def plugins_report() -> dict[str, Any]:
         warnings.simplefilter("ignore", plugins.PluginLoadWarning)
         rows = plugins.describe()
         conflicts = plugins.conflicts()
-        errors = [failure.as_dict() for failure in plugins.load_errors()]
+        errors = [asdict(failure) for failure in plugins.load_errors()]
     for error in errors:
         error.pop("traceback", None)
     return {"plugins": rows, "load_errors": errors, "conflicts": conflicts}
@@ -31,17 +46,22 @@ def plugins_report() -> dict[str, Any]:
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for row in [header, [""] * len(header), *rows]:
-        if not any(row):
-            lines.append("  ".join("-" * w for w in widths))
-            continue
-        lines.append("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
-    return lines
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
+             for row in [header, *rows]]
+    return [lines[0], "  ".join("-" * w for w in widths), *lines[1:]]
+
+
+def _conflict_line(conflict: dict[str, Any]) -> str:
+    kind, name, others = conflict["kind"], conflict["name"], conflict["plugins"]
+    if conflict["builtin_wins"]:
+        others = [p for p in others if p != "smcflow"]
+        return (f"  {kind} {name!r}: the built-in wins over {', '.join(others)}; "
+                f"use {' or '.join(repr(f'{p}:{name}') for p in others)}")
+    return f"  {kind} {name!r}: {', '.join(others)}; get() refuses the bare name, use '<plugin>:{name}'"
 
 
 def format_plugins_table(report: dict[str, Any]) -> str:
-    """Render :func:`plugins_report` as a plain-text table."""
+    """Render :func:`plugins_report` as a plain-text table, with name conflicts below it."""
     rows: list[list[str]] = []
     for plugin in report["plugins"]:
         kinds = [(k, names) for k, names in plugin["components"].items() if names]
@@ -52,24 +72,28 @@ def format_plugins_table(report: dict[str, Any]) -> str:
             rows.append([*(first if i == 0 else ["", "", ""]), f"{kind}: {', '.join(names)}"])
     lines = _table(["PLUGIN", "DISTRIBUTION", "VERSION", "COMPONENTS"], rows)
     if report["conflicts"]:
-        lines += ["", "Conflicts (get() refuses these names; pick one with '<plugin>:<name>'):"]
-        lines += [f"  {c['kind']} {c['name']!r}: {', '.join(c['plugins'])}" for c in report["conflicts"]]
-    if report["load_errors"]:
-        lines += ["", "Load errors:"]
-        for err in report["load_errors"]:
-            dist = f" [{err['distribution']}]" if err["distribution"] else ""
-            hook = f" in {err['hook']}" if err["hook"] else ""
-            lines.append(f"  {err['plugin']}{dist}{hook}: {err['error']}")
+        lines += ["", "Name conflicts:", *map(_conflict_line, report["conflicts"])]
     return "\n".join(lines)
+
+
+def format_load_errors(report: dict[str, Any]) -> str:
+    """The ``load_errors`` of :func:`plugins_report`, one line each (empty when there are none)."""
+    lines = []
+    for err in report["load_errors"]:
+        dist = f" [{err['distribution']}]" if err["distribution"] else ""
+        what = f"hook {err['hook']} failed" if err["hook"] else "skipped"
+        lines.append(f"  {err['plugin']}{dist}: {what}: {err['error']}")
+    return "\n".join(["Load errors:", *lines]) if lines else ""
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:
     report = plugins_report()
-    if args.json:
-        print(json.dumps(report, indent=2, sort_keys=False))
-    else:
-        print(format_plugins_table(report))
-    return 0
+    print(json.dumps(report, indent=2) if args.json else format_plugins_table(report))
+    if report["load_errors"]:
+        sys.stdout.flush()  # keep the listing before the errors on a terminal
+        print(format_load_errors(report), file=sys.stderr)
+        return 1
+    return 1 if args.strict and report["conflicts"] else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -83,16 +107,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smcflow`` command."""
-    from .plugins.registry import package_version
+    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="smcflow", description="Sequential Monte Carlo over paths in JAX, with pluggy plugins."
     )
-    parser.add_argument("--version", action="version", version=f"smcflow {package_version()}")
+    parser.add_argument("--version", action="version", version=f"smcflow {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p_plugins = sub.add_parser("plugins", help="list plugins, their distributions and components")
+    p_plugins = sub.add_parser(
+        "plugins", help="list plugins, their distributions and components", epilog=_PLUGINS_EPILOG,
+        description="List every plugin (the built-ins are plugin 'smcflow') with its distribution,\n"
+        "version and components, then any name conflicts; load errors go to stderr.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p_plugins.add_argument("--json", action="store_true", help="print the listing as JSON")
+    p_plugins.add_argument("--strict", action="store_true",
+                           help="also exit 1 when two plugins offer the same name")
     p_plugins.set_defaults(func=_cmd_plugins)
 
     p_demo = sub.add_parser("demo", help="run the inference-time scaling demonstration and write its outputs")
@@ -104,14 +134,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``smcflow`` console script; returns the exit status."""
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
     return int(args.func(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``smcflow`` console script; returns the exit status."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+    except BrokenPipeError:
+        try:  # point stdout at /dev/null so the interpreter's last flush does not fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (AttributeError, OSError, ValueError):  # not a real file (e.g. in tests)
+            pass
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,15 +1,17 @@
 """Export SMC results to arviz ``InferenceData`` and ``xarray.DataTree``.
 
-arviz treats draws as equally weighted, so the ``posterior`` group holds the particles *after a final
-resample*: dimension ``chain`` is the independent run, ``draw`` the resampled particle. The weights
-are kept in ``sample_stats``:
+arviz treats draws as equally weighted, so the ``posterior`` group holds equally weighted draws: for
+an engine result, the particles *after a final resample*; for a :func:`smcflow.scale` result, its
+``samples`` (the resampled particles, or the picked ones for ``best_of_n``). Dimension ``chain`` is the
+independent run, ``draw`` the draw. The weights and per-time statistics are kept in ``sample_stats``:
 
 =========================  ==================  ==================================================
 variable                   dims                meaning
 =========================  ==================  ==================================================
 ``log_weight``             chain, draw         normalised log-weight of the particle each draw
                                                was copied from
-``log_evidence``           chain               log Z estimate of the run
+``log_evidence``           chain               log Z estimate of the run (NaN when the method
+                                               has none; then attribute ``evidence = "none"``)
 ``ess``                    chain, time         ESS after reweighting at each time
 ``resampled``              chain, time         resampling happened just before time t
 ``log_evidence_increment`` chain, time         log Z_t - log Z_{t-1}
@@ -22,13 +24,16 @@ use ``sample_stats.ess``.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["to_inference_data", "to_datatree", "variable_names"]
+from .resampling import systematic
+
+__all__ = ["to_inference_data", "to_datatree", "scale_inference_data", "variable_names"]
 
 
 def variable_names(particles: Any) -> list[str]:
@@ -43,29 +48,46 @@ def variable_names(particles: Any) -> list[str]:
     return names
 
 
-def _with_chain(result):
-    """Fields with a run axis of length 1 added for a single run."""
-    if result.n_runs is not None:
-        return result
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], result)
+def _with_chain(tree: Any, has_runs: bool) -> Any:
+    """Every leaf with a run axis of length 1 added for a single run."""
+    return tree if has_runs else jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], tree)
 
 
-def _draws(result, key, num):
-    """Resampled particles and the log-weights of their sources, with a chain axis."""
-    from .validation import resolve_resampler
+_SELECTION = {"resample": "equal (resampled)", "best": "one draw: the highest-reward particle",
+              "all": "equal (unweighted particles)"}
 
-    scheme = resolve_resampler("systematic")
-    res = _with_chain(result)
-    num = res.n_particles if num is None else int(num)
 
-    def one(k, particles, log_w):
-        idx = scheme(k, log_w, num)
-        take = lambda a: jnp.take(a, idx, axis=0)  # noqa: E731
-        return jax.tree_util.tree_map(take, particles), take(log_w)
+def _build(posterior: dict, dims: dict, draw_log_weights: Any, result: Any, attrs: dict, has_evidence: bool = True,
+           selection: str = "resample"):
+    """``InferenceData`` from posterior arrays ``(chain, draw, ...)`` and an :class:`SMCResult`'s statistics."""
+    import arviz as az
+    import xarray as xr
 
-    keys = jax.random.split(key, res.n_runs)
-    draws, log_w = jax.vmap(one)(keys, res.particles, res.log_weights)
-    return res, draws, log_w
+    res = _with_chain(result, result.n_runs is not None)
+    log_evidence = np.asarray(res.log_evidence, dtype=np.float64)
+    if not has_evidence:
+        log_evidence = np.full_like(log_evidence, np.nan)
+    common = {"inference_library": "smcflow", **attrs, "evidence": "estimate" if has_evidence else "none"}
+    with warnings.catch_warnings():  # one draw per chain (best-of-N) is intended, not a transposed array
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        ds_post = az.dict_to_dataset(posterior, library=None, dims=dims,
+                                     attrs={**common, "weights": _SELECTION[selection]})
+        ds_stats = az.dict_to_dataset({"log_weight": np.asarray(draw_log_weights)}, library=None, attrs=common)
+    per_time = {
+        "ess": np.asarray(res.ess),
+        "resampled": np.asarray(res.resampled),
+        "log_evidence_increment": np.asarray(res.log_evidence_increments),
+    }
+    extra = xr.Dataset(
+        {
+            "log_evidence": (["chain"], log_evidence),
+            "failure": (["chain"], np.asarray(res.failure)),
+            **{name: (["chain", "time"], value) for name, value in per_time.items()},
+        },
+        coords={"chain": np.arange(log_evidence.shape[0]), "time": np.arange(per_time["ess"].shape[-1])},
+    )
+    ds_stats = xr.merge([ds_stats, extra], compat="override", join="outer").assign_attrs(common)
+    return az.InferenceData(posterior=ds_post, sample_stats=ds_stats)
 
 
 def to_inference_data(result, key: jax.Array | None = None, num_draws: int | None = None):
@@ -76,44 +98,33 @@ def to_inference_data(result, key: jax.Array | None = None, num_draws: int | Non
       key: PRNG key of the final resample (default ``jax.random.key(0)``, so exports are reproducible).
       num_draws: draws per chain (default N).
     """
-    import arviz as az
-
     key = jax.random.key(0) if key is None else key
-    res, draws, draw_log_w = _draws(result, key, num_draws)
-    names = variable_names(draws)
-    posterior = {name: np.asarray(leaf) for name, leaf in zip(names, jax.tree_util.tree_leaves(draws))}
-    sample_stats = {
-        "log_weight": np.asarray(draw_log_w),
-        "log_evidence": np.asarray(res.log_evidence),
-        "ess": np.asarray(res.ess),
-        "resampled": np.asarray(res.resampled),
-        "log_evidence_increment": np.asarray(res.log_evidence_increments),
-        "failure": np.asarray(res.failure),
-    }
-    n_times = sample_stats["ess"].shape[-1]
-    dims = {
-        "log_evidence": [],
-        "failure": [],
-        "ess": ["time"],
-        "resampled": ["time"],
-        "log_evidence_increment": ["time"],
-    }
-    # arviz gives every variable (chain, draw) leading dims; run-level stats have no draw axis.
-    ds_stats = az.dict_to_dataset(
-        {"log_weight": sample_stats.pop("log_weight")}, library=None, attrs={"inference_library": "smcflow"}
-    )
-    import xarray as xr
+    has_runs = result.n_runs is not None
+    particles, log_w = _with_chain(result.particles, has_runs), _with_chain(result.log_weights, has_runs)
+    num = result.n_particles if num_draws is None else int(num_draws)
 
-    chain = np.arange(res.n_runs)
-    extra = xr.Dataset(
-        {name: (["chain", *dims[name]], value) for name, value in sample_stats.items()},
-        coords={"chain": chain, "time": np.arange(n_times)},
-    )
-    ds_stats = xr.merge([ds_stats, extra], compat="override", join="outer")
-    ds_post = az.dict_to_dataset(posterior, library=None, attrs={"inference_library": "smcflow", "weights": "equal (resampled)"})
-    return az.InferenceData(posterior=ds_post, sample_stats=ds_stats)
+    def one(k, particles, log_w):
+        idx = systematic(k, log_w, num)
+        take = lambda a: jnp.take(a, idx, axis=0)  # noqa: E731
+        return jax.tree_util.tree_map(take, particles), take(log_w)
+
+    draws, draw_log_w = jax.vmap(one)(jax.random.split(key, log_w.shape[0]), particles, log_w)
+    posterior = {name: np.asarray(leaf) for name, leaf in zip(variable_names(draws), jax.tree_util.tree_leaves(draws))}
+    return _build(posterior, {}, draw_log_w, result, {})
 
 
 def to_datatree(result, key: jax.Array | None = None, num_draws: int | None = None):
     """``xarray.DataTree`` with the same groups as :func:`to_inference_data`."""
     return to_inference_data(result, key=key, num_draws=num_draws).to_datatree()
+
+
+def scale_inference_data(result):
+    """``InferenceData`` of a :class:`~smcflow.ScaleResult`: posterior ``x`` (its ``samples``, event
+    axes named by ``result.event_dims``) and ``reward``; method, beta, NFE and exactness in attrs."""
+    has_runs = result.smc.n_runs is not None
+    samples = np.asarray(_with_chain(result.samples, has_runs))
+    posterior = {"x": samples, "reward": np.asarray(_with_chain(result.sample_rewards, has_runs))}
+    attrs = {"method": result.method, "exact": int(result.exact), "beta": float(np.mean(np.asarray(result.beta))),
+             "nfe": int(result.nfe), "reward_evaluations": int(result.reward_evaluations)}
+    return _build(posterior, {"x": list(result.event_dims)}, _with_chain(result.sample_log_weights, has_runs),
+                  result.smc, attrs, has_evidence=result.has_evidence, selection=result.selection)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -133,6 +135,20 @@ def _insert(tree: dict[str, Any], name: str, value: Any, source: Path) -> None:
     node[parts[-1]] = value
 
 
+def _not_an_archive(source: Path, exc: BaseException) -> ValueError:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return ValueError(f"{source} is not a valid smcflow weights archive (.npz): {detail} "
+                      "(the file is truncated, corrupted or of another format)")
+
+
+#: what NumPy and zipfile raise on a damaged archive: a missing or bad central directory, a bad CRC,
+#: a truncated member (``EOFError``, ``ValueError`` from the ``.npy`` reader), corrupt deflate data
+#: (``zlib.error``), a damaged header field (``struct.error``, ``NotImplementedError`` for an unknown
+#: compression method, ``OSError`` for a seek outside the file), undecodable names or metadata
+_CORRUPTION_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, zlib.error,
+                      struct.error, OSError, KeyError, UnicodeDecodeError)
+
+
 def load_weights(path: PathLike) -> dict[str, Any]:
     """Read a file written by :func:`save_weights` back into a nested dict of NumPy arrays.
 
@@ -140,8 +156,11 @@ def load_weights(path: PathLike) -> dict[str, Any]:
     ``path`` does not exist but ``path + ".npz"`` does, that file is read. Arrays come back as NumPy
     arrays on the host (``jax.device_put`` or ``jnp.asarray`` them as needed), with their saved dtype.
 
-    Raises ``FileNotFoundError`` when there is no such file and ``ValueError`` when the file is not
-    an ``.npz`` archive or holds object arrays (which would need pickle and are never loaded).
+    Raises ``FileNotFoundError`` when there is no such file, and ``ValueError`` naming the file when
+    it is not a valid ``.npz`` archive (empty, truncated, corrupted, random bytes, a single ``.npy``
+    array, members that are not ``.npy`` arrays, damaged metadata; the original error is chained as
+    ``__cause__``) or when it holds object arrays (which would need pickle and are never loaded).
+    An unreadable file (``PermissionError``) propagates as it is.
     """
     source = Path(os.fspath(path))
     if not source.exists() and source.suffix != ".npz":
@@ -149,31 +168,58 @@ def load_weights(path: PathLike) -> dict[str, Any]:
         source = alternative if alternative.exists() else source
     if not source.is_file():
         raise FileNotFoundError(f"no weights file at {os.fspath(path)!r}")
+    with open(source, "rb"):  # a PermissionError here is not a corrupted archive
+        pass
     try:
         archive = np.load(source, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{source} is not a readable .npz archive: {exc}") from exc
+    except _CORRUPTION_ERRORS as exc:
+        raise _not_an_archive(source, exc) from exc
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{source} holds a single .npy array, not an .npz archive of named arrays")
+        raise ValueError(f"{source} holds a single .npy array, not an .npz archive of named arrays "
+                         "(not a valid smcflow weights archive)")
     tree: dict[str, Any] = {}
     with archive:
-        try:
-            arrays = {name: archive[name] for name in archive.files}
-        except ValueError as exc:
-            raise ValueError(f"{source} holds object arrays, which are refused because loading "
-                             f"them would need pickle: {exc}") from exc
+        arrays = {}
+        for name in archive.files:
+            try:
+                arrays[name] = archive[name]
+            except ValueError as exc:
+                if "allow_pickle" not in str(exc):
+                    raise _not_an_archive(source, exc) from exc
+                raise ValueError(f"{source} holds object arrays, which are refused because loading "
+                                 f"them would need pickle: {exc}") from exc
+            except _CORRUPTION_ERRORS as exc:
+                raise _not_an_archive(source, exc) from exc
+            if not isinstance(arrays[name], np.ndarray):  # NpzFile hands back non-.npy members as bytes
+                raise _not_an_archive(source, ValueError(f"member {name!r} is not a .npy array"))
     meta = {"empty": [], "dtypes": {}}
     if _META in arrays:
-        meta.update(json.loads(str(arrays.pop(_META).item())))
+        try:
+            stored = json.loads(str(arrays.pop(_META).item()))
+            if not isinstance(stored, dict):
+                raise ValueError(f"{_META} is not a JSON object")
+            meta.update(stored)
+            if not isinstance(meta["dtypes"], dict) or not isinstance(meta["empty"], list):
+                raise ValueError(f"{_META} has malformed 'dtypes' or 'empty' entries")
+        except ValueError as exc:  # json.JSONDecodeError included
+            raise _not_an_archive(source, exc) from exc
     for name, arr in arrays.items():
         extended = meta["dtypes"].get(name)
         if extended is not None:
             import ml_dtypes
 
-            arr = arr.view(np.dtype(getattr(ml_dtypes, extended)))
+            dtype = getattr(ml_dtypes, str(extended), None)
+            if dtype is None:
+                raise _not_an_archive(source, ValueError(f"unknown dtype {extended!r} for {name!r}"))
+            try:
+                arr = arr.view(np.dtype(dtype))
+            except (TypeError, ValueError) as exc:
+                raise _not_an_archive(source, exc) from exc
         _insert(tree, name, arr, source)
     for name in meta["empty"]:
         node = tree
-        for part in name.split(SEPARATOR):
+        for part in str(name).split(SEPARATOR):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise _not_an_archive(source, ValueError(f"empty group {name!r} lies under an array"))
     return tree

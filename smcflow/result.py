@@ -8,7 +8,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .errors import FAILURE_MESSAGES
+from .errors import describe_failures
+from .resampling import BUILTIN_RESAMPLERS
 
 __all__ = ["SMCResult", "trace_paths"]
 
@@ -28,8 +29,8 @@ class SMCResult:
       resampled: ``(T+1,)`` bool, whether particles were resampled just before moving to time t.
       log_evidence_increments: ``(T+1,)`` ``log Z_t - log Z_{t-1}`` (for a state-space model:
         estimates of ``log p(y_t | y_{0:t-1})``); they sum to ``log_evidence``.
-      failure: ``()`` int code of the first numerical failure (0 none, 1 NaN/+inf potential,
-        2 all weights zero), see :data:`smcflow.errors.FAILURE_MESSAGES`.
+      failure: ``()`` int code of the first numerical failure, a :class:`smcflow.errors.Failure`
+        (0: none).
       failure_time: ``()`` time of that failure, -1 if none.
       ancestors: ``(T+1, N)`` int32 or None: ``ancestors[t, i]`` is the index at time ``t-1`` of the
         parent of particle ``i`` at time ``t`` (``ancestors[0]`` is the identity).
@@ -66,23 +67,17 @@ class SMCResult:
 
     def failure_message(self) -> str:
         """Human-readable failure summary (empty string when none)."""
-        import numpy as np
-
-        codes = np.atleast_1d(np.asarray(self.failure))
-        times = np.atleast_1d(np.asarray(self.failure_time))
-        return "; ".join(
-            f"run {i}, time {times[i]}: {FAILURE_MESSAGES[int(c)]}" for i, c in enumerate(codes) if c
-        )
+        return describe_failures(self.failure, self.failure_time, limit=len(self.failure.reshape(-1)))
 
     # -- operations ------------------------------------------------------------------------------
     def resample(self, key: jax.Array, num: int | None = None, resampler: Any = "systematic") -> Any:
         """Equally weighted draws from the final weighted particles.
 
-        Returns a pytree with leading axis ``num`` (default N), per run if there are runs.
+        ``resampler`` is a built-in scheme name or a callable ``resample(key, log_weights, num)`` (for a
+        plugin's scheme pass ``smcflow.plugins.get("resampler", name)``). Returns a pytree with leading
+        axis ``num`` (default N), per run if there are runs.
         """
-        from .validation import resolve_resampler
-
-        scheme = resolve_resampler(resampler)
+        scheme = BUILTIN_RESAMPLERS[resampler] if isinstance(resampler, str) else resampler
         num = self.n_particles if num is None else int(num)
 
         def one(k, particles, log_w):

@@ -35,19 +35,11 @@ class Schedule:
     def may_resample(self) -> bool:
         return self.kind != "never" and not (self.kind == "times" and not self.times)
 
-    @property
-    def is_static(self) -> bool:
-        """True when the decision does not depend on the weights."""
-        return self.kind != "adaptive"
-
     def decide(self, t: jax.Array, ess: jax.Array, n: int, ess_threshold: jax.Array) -> jax.Array:
-        """Boolean: resample before moving to time ``t``."""
+        """Boolean: resample just before moving to time ``t``, for the weight-dependent and periodic
+        kinds (the engine handles ``"always"`` and ``"never"`` without a decision)."""
         if self.kind == "adaptive":
             return (ess < ess_threshold * n) | (ess_threshold >= 1.0)
-        if self.kind == "always":
-            return jnp.bool_(True)
-        if self.kind == "never":
-            return jnp.bool_(False)
         if self.kind == "every":
             return t % self.every == 0
         return jnp.any(t == jnp.asarray(self.times, dtype=jnp.int32))

@@ -11,11 +11,13 @@ Feynman-Kac models for :func:`smcflow.run`; their ``log_evidence`` estimates ``l
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = ["StateSpaceModel", "bootstrap_filter", "guided_filter", "BootstrapFilter", "GuidedFilter"]
@@ -23,17 +25,59 @@ __all__ = ["StateSpaceModel", "bootstrap_filter", "guided_filter", "BootstrapFil
 Distribution = Any  # numpyro.distributions.Distribution
 
 
-@jax.tree_util.register_dataclass
+_SSM_PARTS = {
+    "initial": "initial() -> numpyro distribution of x_0",
+    "transition": "transition(x_prev, t) -> numpyro distribution",
+    "observation": "observation(x, t) -> numpyro distribution",
+}
+
+
+def _check_part(owner: str, name: str, value: Any, signature: str) -> None:
+    """``TypeError`` naming ``owner.name`` unless ``value`` is a callable that is not a distribution."""
+    if not callable(value):
+        raise TypeError(f"{owner}.{name} must be callable {signature}, got {_describe(value)}")
+    if _is_distribution(value):  # numpyro distributions are callable, but are not the factory wanted
+        raise TypeError(
+            f"{owner}.{name} must be callable {signature}, got the distribution "
+            f"{type(value).__name__} itself; wrap it in a function, e.g. "
+            f"{name}=lambda{'' if name == 'initial' else ' x, t'}: dist.{type(value).__name__}(...)"
+        )
+
+
+def _describe(value: Any) -> str:
+    return "None" if value is None else f"{type(value).__name__} {value!r}"[:120]
+
+
+def _is_distribution(value: Any) -> bool:
+    try:
+        from numpyro.distributions import Distribution as NumpyroDistribution
+    except ImportError:  # pragma: no cover - numpyro is a dependency
+        return False
+    return isinstance(value, NumpyroDistribution)
+
+
 @dataclass(frozen=True)
 class StateSpaceModel:
-    """``initial() -> dist of x_0``, ``transition(x_prev, t)``, ``observation(x, t)`` (numpyro)."""
+    """``initial() -> dist of x_0``, ``transition(x_prev, t)``, ``observation(x, t)`` (numpyro).
+
+    Each part must be callable (a function, or a callable pytree whose array leaves are traced);
+    anything else (``None``, a distribution instead of a function returning one) is refused here with
+    a ``TypeError`` naming the part. The class is a pytree whose three fields are its children; the
+    check runs on construction (and :func:`dataclasses.replace`), not when JAX rebuilds the pytree
+    from leaves (``tree_unflatten``), which may hold placeholders while tracing.
+    """
 
     initial: Callable[[], Distribution]
     transition: Callable[[Any, jax.Array], Distribution]
     observation: Callable[[Any, jax.Array], Distribution]
 
+    def __post_init__(self) -> None:
+        for name, signature in _SSM_PARTS.items():
+            _check_part(type(self).__name__, name, getattr(self, name), signature)
+
     def simulate(self, key: jax.Array, n_times: int) -> tuple[jax.Array, jax.Array]:
-        """Draw one trajectory: ``(xs, ys)`` with leading axis ``n_times``."""
+        """Draw one trajectory: ``(xs, ys)`` with leading axis ``n_times`` (an int >= 1)."""
+        n_times = _positive_int(n_times, "n_times")
         k0, ky0, kscan = jax.random.split(key, 3)
         x0 = self.initial().sample(k0, (1,))
         y0 = self.observation(x0, 0).sample(ky0)
@@ -44,11 +88,50 @@ class StateSpaceModel:
             x = self.transition(x, t).sample(kx)
             return x, (x, self.observation(x, t).sample(ky))
 
-        keys = jax.random.split(kscan, max(n_times - 1, 0))
+        keys = jax.random.split(kscan, n_times - 1)
         _, (xs, ys) = lax.scan(body, x0, (jnp.arange(1, n_times), keys))
         xs = jnp.concatenate([x0[None], xs], axis=0)[:, 0]
         ys = jnp.concatenate([y0[None], ys], axis=0)[:, 0]
         return xs, ys
+
+
+def _ssm_flatten_with_keys(ssm: StateSpaceModel):
+    return tuple((jax.tree_util.GetAttrKey(name), getattr(ssm, name)) for name in _SSM_PARTS), None
+
+
+def _ssm_flatten(ssm: StateSpaceModel):
+    return tuple(getattr(ssm, name) for name in _SSM_PARTS), None
+
+
+def _ssm_unflatten(_aux: None, children) -> StateSpaceModel:
+    # JAX rebuilds pytrees with placeholder leaves (``object()`` proxies, axis specs, ``None`` from a
+    # ``tree_map``), so unflattening bypasses ``__init__`` and its check, as a dataclass copy would
+    ssm = object.__new__(StateSpaceModel)
+    for name, value in zip(_SSM_PARTS, children):
+        object.__setattr__(ssm, name, value)
+    return ssm
+
+
+# the same pytree as ``jax.tree_util.register_dataclass`` gives (three children, attribute keys),
+# but with an unflatten that does not run the construction check
+jax.tree_util.register_pytree_with_keys(
+    StateSpaceModel, _ssm_flatten_with_keys, _ssm_unflatten, flatten_func=_ssm_flatten
+)
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an ``int >= 1``, or a ``TypeError``/``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an int >= 1, got the bool {value!r}")
+    try:
+        number = operator.index(value)
+    except TypeError as exc:
+        hint = (" (it sets an array length, so it must be a Python int, not a traced value)"
+                if isinstance(value, jax.core.Tracer) else "")
+        raise TypeError(f"{name} must be an int >= 1, got {_describe(value)}{hint}") from exc
+    if number < 1:
+        raise ValueError(f"{name} must be >= 1 (the number of time points), got {number}")
+    return number
 
 
 def _n_times(ys: Any) -> int:

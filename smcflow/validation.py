@@ -8,14 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .contracts import FeynmanKac, require
 from .errors import ModelShapeError
-from .resampling import Resampler
 
 __all__ = [
     "check_n_particles",
     "check_threshold",
+    "check_key",
     "check_model",
-    "resolve_resampler",
     "split_static",
     "merge_static",
     "StaticPart",
@@ -24,24 +24,52 @@ __all__ = [
 
 
 def check_n_particles(n: Any, name: str = "n_particles") -> int:
-    """A positive Python int."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+    """A positive int: a Python int or a concrete integer scalar (NumPy / JAX); it fixes array shapes."""
+    if isinstance(n, jax.core.Tracer):
+        raise TypeError(f"{name} must be a concrete int (it fixes array shapes), got a traced value; "
+                        "pass it as a static argument of your jit")
+    is_int_array = isinstance(n, (np.ndarray, np.generic, jax.Array)) and np.ndim(n) == 0 and \
+        np.issubdtype(np.asarray(n).dtype, np.integer)
+    if not is_int_array and (isinstance(n, bool) or not isinstance(n, numbers.Integral)):
         raise TypeError(f"{name} must be a positive int, got {n!r} ({type(n).__name__})")
+    n = int(n)
     if n < 1:
         raise ValueError(f"{name} must be >= 1, got {n}")
-    return int(n)
+    return n
 
 
 def check_threshold(value: Any, name: str = "ess_threshold") -> None:
-    """A number in [0, 1] (skipped for traced values)."""
+    """A real number in [0, 1] (traced values are accepted unchecked)."""
     if isinstance(value, jax.core.Tracer):
         return
-    arr = np.asarray(value)
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise TypeError(f"{name} must be a number in [0, 1], got {value!r} ({type(value).__name__})")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number in [0, 1], got {value!r} ({type(value).__name__})") from None
     if arr.shape != ():
         raise ValueError(f"{name} must be a scalar in [0, 1], got shape {arr.shape}")
     v = float(arr)
     if not 0.0 <= v <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1], got {v}")
+
+
+def check_key(key: Any, name: str = "key", batch: bool = False) -> None:
+    """One JAX PRNG key (a typed key of shape ``()`` or a raw ``uint32`` key), or a batch if ``batch``."""
+    hint = "; make one with jax.random.key(0)"
+    if isinstance(key, (numbers.Number, bool)) or not hasattr(key, "dtype"):
+        raise TypeError(f"{name} must be a JAX PRNG key, got {key!r} ({type(key).__name__}){hint}")
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        extra = key.shape
+    elif key.dtype == jnp.uint32 and key.ndim >= 1:
+        extra = key.shape[:-1]
+    else:
+        raise TypeError(f"{name} must be a JAX PRNG key, got an array of dtype {key.dtype} and shape "
+                        f"{key.shape}{hint}")
+    if not batch and extra != ():
+        raise ValueError(f"{name} must be a single PRNG key, got a batch of shape {extra}; "
+                         "for independent runs pass one key and n_runs=...")
 
 
 def describe_shapes(tree: Any) -> str:
@@ -55,16 +83,15 @@ def _model_name(model: Any) -> str:
 def check_model(model: Any, n_particles: int) -> int:
     """Check a Feynman-Kac model's interface and shapes with ``jax.eval_shape``; return ``n_steps``."""
     name = _model_name(model)
-    for attr in ("n_steps", "init", "step"):
-        if not hasattr(model, attr):
-            raise TypeError(f"model {name} has no attribute {attr!r}; a Feynman-Kac model needs n_steps, init, step")
+    require(model, FeynmanKac, f"model {name}")
     validate = getattr(model, "validate", None)
     if callable(validate):
         validate()
     n_steps = model.n_steps
     if isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 0:
         raise TypeError(f"{name}.n_steps must be a static int >= 0, got {n_steps!r}")
-    n = min(n_particles, 3)
+    # traced with the real particle count: a model that hard-codes a length fails here, not after compiling
+    n = n_particles
     arrays, static = split_static(model)
     signature = (static, tuple((jnp.shape(a), jnp.result_type(a)) for a in arrays), n, int(n_steps))
     if signature not in _TRACED_OK:
@@ -75,7 +102,7 @@ def check_model(model: Any, n_particles: int) -> int:
     return int(n_steps)
 
 
-# Models whose traced shapes already passed, keyed by static part, array shapes/dtypes, probe size
+# Models whose traced shapes already passed, keyed by static part, array shapes/dtypes, particle count
 # and n_steps (insertion-ordered; the oldest entry is dropped first). Repeated calls on the same model
 # then skip two traces, which otherwise cost milliseconds per call.
 _TRACED_OK: dict[tuple, None] = {}
@@ -136,27 +163,35 @@ def _check_log_weights(log_w: Any, n: int, what: str) -> None:
         raise ModelShapeError(f"{what} must be floating point, got {dtype}")
 
 
-def resolve_resampler(resampler: str | Resampler) -> Resampler:
-    """A scheme name (looked up in the ``resampler`` plugins at build time) or a callable."""
-    if isinstance(resampler, str):
-        from . import plugins
-
-        return plugins.get("resampler", resampler)
-    if callable(resampler):
-        return resampler
-    raise TypeError(f"resampler must be a scheme name or a callable, got {resampler!r}")
-
-
 def _is_array_leaf(leaf: Any) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic, numbers.Number)) and not isinstance(leaf, bool)
+
+
+def _static_hash(obj: Any) -> int:
+    try:
+        return hash((type(obj), obj))
+    except TypeError:  # unhashable: fall back to identity (a new object then recompiles, never aliases)
+        return id(obj)
+
+
+def _static_equal(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # e.g. an object holding arrays whose == is elementwise
+        return False
 
 
 @jax.tree_util.register_static
 class StaticPart:
     """The non-array part of a pytree (its structure and non-array leaves such as functions).
 
-    Hashed by the tree structure and the identity of each non-array leaf, so ``jit`` reuses a
-    compiled program for a new model object built from the same functions.
+    Compared by value (``type`` and ``==`` of each non-array leaf, identity when ``==`` fails), so
+    ``jit`` reuses a compiled program for a new model built from equal parts: the same functions, equal
+    frozen-dataclass configurations (a noise schedule, say), equal strings and tuples.
     """
 
     def __init__(self, treedef: Any, is_array: tuple[bool, ...], others: tuple[Any, ...]):
@@ -165,7 +200,7 @@ class StaticPart:
         self.others = others
 
     def __hash__(self) -> int:
-        return hash((self.treedef, self.is_array, tuple(id(o) for o in self.others)))
+        return hash((self.treedef, self.is_array, tuple(_static_hash(o) for o in self.others)))
 
     def __eq__(self, other: Any) -> bool:
         return (
@@ -173,7 +208,7 @@ class StaticPart:
             and self.treedef == other.treedef
             and self.is_array == other.is_array
             and len(self.others) == len(other.others)
-            and all(a is b for a, b in zip(self.others, other.others))
+            and all(_static_equal(a, b) for a, b in zip(self.others, other.others))
         )
 
 

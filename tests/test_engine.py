@@ -43,16 +43,40 @@ def test_non_positive_particle_count(n):
         smcflow.run(RandomWalk(), jax.random.key(0), n)
 
 
-@pytest.mark.parametrize("n", [2.5, True, "10"])
+@pytest.mark.parametrize("n", [2.5, True, "10", jnp.float32(4.0)])
 def test_non_integer_particle_count(n):
     with pytest.raises(TypeError, match="n_particles must be a positive int"):
         smcflow.run(RandomWalk(), jax.random.key(0), n)
+
+
+def test_integer_array_particle_count_is_accepted_and_a_traced_one_named():
+    assert smcflow.run(RandomWalk(), jax.random.key(0), jnp.int32(50)).n_particles == 50
+    assert smcflow.run(RandomWalk(), jax.random.key(0), np.int64(7)).n_particles == 7
+    with pytest.raises(TypeError, match="n_particles must be a concrete int"):
+        jax.jit(lambda n: smcflow.run(RandomWalk(), jax.random.key(0), n).log_evidence)(50)
 
 
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, float("nan")])
 def test_threshold_outside_unit_interval(threshold):
     with pytest.raises(ValueError, match=r"ess_threshold must lie in \[0, 1\]"):
         smcflow.run(RandomWalk(), jax.random.key(0), 10, ess_threshold=threshold)
+
+
+@pytest.mark.parametrize("threshold", ["0.5", None, [0.5]])
+def test_threshold_of_the_wrong_type_is_named(threshold):
+    with pytest.raises((TypeError, ValueError), match="ess_threshold must be"):
+        smcflow.run(RandomWalk(), jax.random.key(0), 10, ess_threshold=threshold)
+
+
+def test_bad_keys_are_named():
+    with pytest.raises(TypeError, match=r"key must be a JAX PRNG key, got 0 \(int\).*jax.random.key\(0\)"):
+        smcflow.run(RandomWalk(), 0, 10)
+    with pytest.raises(ValueError, match=r"key must be a single PRNG key, got a batch of shape \(3,\).*n_runs"):
+        smcflow.run(RandomWalk(), jax.random.split(jax.random.key(0), 3), 10)
+    with pytest.raises(ValueError, match="single PRNG key"):
+        smcflow.run(RandomWalk(), jax.random.split(jax.random.PRNGKey(0), 3), 10)
+    with pytest.raises(TypeError, match="key must be a JAX PRNG key"):
+        smcflow.run(RandomWalk(), jnp.zeros(2), 10)
 
 
 def test_bad_schedule_and_errors_arguments():
@@ -73,8 +97,9 @@ def test_model_missing_methods():
         def init(self, key, n):
             return jnp.zeros(n), jnp.zeros(n)
 
-    with pytest.raises(TypeError, match="NoStep has no attribute 'step'"):
+    with pytest.raises(TypeError, match="model NoStep has no 'step'; a FeynmanKac needs n_steps, init, step"):
         smcflow.run(NoStep(), jax.random.key(0), 10)
+    assert isinstance(RandomWalk(), smcflow.FeynmanKac) and not isinstance(NoStep(), smcflow.FeynmanKac)
 
 
 def test_wrong_log_weight_shape_is_named():
@@ -82,8 +107,24 @@ def test_wrong_log_weight_shape_is_named():
         def init(self, key, n):
             return jnp.zeros((n, 2)), jnp.zeros((n, 1))
 
-    with pytest.raises(ModelShapeError, match=r"BadInit.init.*log-weights must have shape \(3,\), got \(3, 1\)"):
+    with pytest.raises(ModelShapeError, match=r"BadInit.init.*log-weights must have shape \(10,\), got \(10, 1\)"):
         smcflow.run(BadInit(), jax.random.key(0), 10)
+
+
+@pytest.mark.parametrize("n", [3, 10])
+def test_a_hard_coded_particle_count_is_caught_before_compiling(n):
+    """The shape check traces the real particle count, so a length written into the model is caught at
+    every N where it is wrong (and is harmless at the one N where it is right)."""
+
+    class Hardcoded(RandomWalk):
+        def step(self, key, t, x):
+            return x + jax.random.normal(key, (3,)), jnp.zeros(3)
+
+    if n == 3:
+        assert np.isfinite(float(smcflow.run(Hardcoded(), jax.random.key(0), n).log_evidence))
+        return
+    with pytest.raises(ModelShapeError, match="Hardcoded.step"):
+        smcflow.run(Hardcoded(), jax.random.key(0), n)
 
 
 def test_step_changing_particle_shape_is_named():
@@ -114,10 +155,39 @@ class NanAt(RandomWalk):
         return x, jnp.where((t == 2) & (jnp.arange(x.shape[0]) == 0), jnp.nan, log_g)
 
 
+class PlusInfAt(RandomWalk):
+    def step(self, key, t, x):
+        x, log_g = super().step(key, t, x)
+        return x, jnp.where((t == 1) & (jnp.arange(x.shape[0]) == 3), jnp.inf, log_g)
+
+
 class DeadAt(RandomWalk):
     def step(self, key, t, x):
         x, log_g = super().step(key, t, x)
         return x, jnp.where(t == 1, -jnp.inf, log_g)
+
+
+class HardConstraint(RandomWalk):
+    """log of an indicator: -inf outside |x| < 1.5; a dead particle's later potential is NaN (as
+    -inf - (-inf) in a telescoping difference would be)."""
+
+    def init(self, key, n):
+        x = jax.random.normal(key, (n,))
+        return x, jnp.where(jnp.abs(x) < 1.5, 0.0, -jnp.inf)
+
+    def step(self, key, t, x):
+        alive = jnp.abs(x) < 1.5
+        x = x + 0.3 * jax.random.normal(key, x.shape)
+        inside = jnp.where(jnp.abs(x) < 1.5, 0.0, -jnp.inf)
+        return x, jnp.where(alive, inside, jnp.nan)
+
+
+class NanParticles(RandomWalk):
+    """Particles turn NaN while the potentials stay finite."""
+
+    def step(self, key, t, x):
+        x = x + jax.random.normal(key, x.shape)
+        return jnp.where((t == 2) & (jnp.arange(x.shape[0]) < 5), jnp.nan, x), jnp.zeros(x.shape[0])
 
 
 def test_nan_potential_raises_with_time():
@@ -125,10 +195,15 @@ def test_nan_potential_raises_with_time():
         smcflow.run(NanAt(), jax.random.key(0), 50)
 
 
+def test_plus_infinite_potential_is_named_as_such():
+    with pytest.raises(SMCNumericalError, match=r"at time 2: a log-potential was \+inf"):
+        smcflow.run(PlusInfAt(), jax.random.key(0), 50)
+
+
 def test_nan_potential_flagged_never_nan():
     with pytest.warns(RuntimeWarning, match="NaN"):
         res = smcflow.run(NanAt(), jax.random.key(0), 50, errors="flag", n_runs=3)
-    np.testing.assert_array_equal(res.failure, [1, 1, 1])
+    np.testing.assert_array_equal(res.failure, [smcflow.Failure.POTENTIAL_NAN] * 3)
     np.testing.assert_array_equal(res.failure_time, [3, 3, 3])
     assert np.isfinite(res.log_evidence).all()
     assert np.isfinite(res.log_weights).any() and not np.isnan(res.log_weights).any()
@@ -139,10 +214,41 @@ def test_all_weights_dead():
         smcflow.run(DeadAt(), jax.random.key(0), 50)
     with pytest.warns(RuntimeWarning):
         res = smcflow.run(DeadAt(), jax.random.key(0), 50, errors="flag")
-    assert int(res.failure) == 2 and int(res.failure_time) == 2
+    assert int(res.failure) == smcflow.Failure.ALL_DEAD and int(res.failure_time) == 2
     assert res.log_evidence == -jnp.inf
     assert not np.isnan(np.asarray(res.ess)).any() and not np.isnan(np.asarray(res.particles)).any()
     assert "every particle has weight zero" in res.failure_message()
+
+
+def test_minus_infinity_is_a_dead_particle_not_a_failure():
+    res = smcflow.run(HardConstraint(n_steps=8), jax.random.key(0), 400, schedule="never")
+    assert int(res.failure) == 0
+    live = np.isfinite(np.asarray(res.log_weights))
+    assert 0 < live.sum() < 400 and np.all(np.abs(np.asarray(res.particles)[live]) < 1.5)
+    # with resampling the dead are replaced and the run goes on
+    res = smcflow.run(HardConstraint(n_steps=8), jax.random.key(0), 400)
+    assert int(res.failure) == 0 and np.isfinite(float(res.log_evidence))
+
+
+def test_nan_in_live_particles_is_reported():
+    with pytest.raises(SMCNumericalError, match="a particle of positive weight holds NaN"):
+        smcflow.run(NanParticles(), jax.random.key(0), 50, schedule="never")
+    with pytest.warns(RuntimeWarning, match="holds NaN"):
+        res = smcflow.run(NanParticles(), jax.random.key(0), 50, schedule="always", errors="flag")
+    assert int(res.failure) == smcflow.Failure.PARTICLES_NAN and int(res.failure_time) == 3
+
+
+def test_errors_raise_inside_a_user_jit_and_vmap():
+    """errors="raise" holds under jit / vmap: a host callback raises when the compiled run finishes."""
+    with pytest.raises(Exception, match="a log-potential was NaN") as info:
+        jax.jit(lambda k: smcflow.run(NanAt(), k, 50).log_evidence)(jax.random.key(0)).block_until_ready()
+    assert "SMCNumericalError" in str(info.value)
+    keys = jax.random.split(jax.random.key(0), 2)
+    with pytest.raises(Exception, match="every particle has weight zero"):
+        jax.vmap(lambda k: smcflow.run(DeadAt(), k, 50).log_evidence)(keys).block_until_ready()
+    # "flag" returns the codes instead
+    codes = jax.jit(lambda k: smcflow.run(NanAt(), k, 50, errors="flag").failure)(jax.random.key(0))
+    assert int(codes) == smcflow.Failure.POTENTIAL_NAN
 
 
 # -- determinism, dtypes, runs --------------------------------------------------------------------
@@ -201,7 +307,7 @@ class Remembering:
 
     def init(self, key, n):
         x = jax.random.normal(key, (n,))
-        return Lineage(x, jnp.full((n,), jnp.nan)), jnp.zeros(n)
+        return Lineage(x, jnp.full((n,), jnp.inf)), jnp.zeros(n)  # no NaN: NaN in a live particle is a failure
 
     def step(self, key, t, state):
         x = state.now + jax.random.normal(key, state.now.shape)

@@ -6,9 +6,14 @@ sees an installed distribution with entry points in the group ``smcflow``.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import re
+import subprocess
 import sys
 import textwrap
+import tomllib
 import types
 import uuid
 import warnings
@@ -20,7 +25,7 @@ import numpy as np
 import pytest
 
 import smcflow
-from smcflow import cli, plugins
+from smcflow import cli, plugins, resampling
 from smcflow.io import load_weights, save_weights
 from smcflow.plugins import (
     PluginConflictError,
@@ -33,6 +38,7 @@ from smcflow.plugins import (
 
 BUILTIN_RESAMPLERS = {"multinomial", "systematic", "stratified", "residual", "ssp", "killing"}
 _PREFIX = "smcflow_fake_"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 GOOD_SOURCE = """
 import jax.numpy as jnp
@@ -72,7 +78,7 @@ def clean_registry(monkeypatch):
     plugins.reset()
     yield
     plugins.reset()
-    for name in [m for m in sys.modules if m.startswith(_PREFIX)]:
+    for name in [m for m in sys.modules if m.startswith((_PREFIX, "smcflow_example"))]:
         del sys.modules[name]
 
 
@@ -125,6 +131,28 @@ def test_get_builtin_resampler_returns_a_working_callable():
     ancestors = resample(jax.random.key(0), log_w, 8)
     assert ancestors.shape == (8,)
     assert bool(jnp.all((ancestors >= 0) & (ancestors < 4)))
+
+
+def test_builtins_resolve_without_the_plugin_manager(monkeypatch):
+    def no_discovery(*args, **kwargs):
+        raise AssertionError("entry points were read to resolve a built-in")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", no_discovery)
+    monkeypatch.setattr(importlib.metadata, "distributions", no_discovery)
+    plugins.reset()
+    assert plugins.get("resampler", "systematic") is resampling.systematic
+    assert plugins.get("resampler", "smcflow:killing") is resampling.killing
+    assert plugins.get("method", "urge", guidance="reward_grad").name == "urge"
+    assert plugins.registry._pm is None  # the plugin manager was never created
+
+
+def test_builtins_table_is_the_one_the_hooks_list():
+    table = plugins.builtins.table()
+    assert set(table["resampler"]) == set(resampling.BUILTIN_RESAMPLERS) == BUILTIN_RESAMPLERS
+    assert set(table["method"]) == set(smcflow.scaling.BUILTIN_METHODS)
+    row = _row("smcflow")
+    for kind, names in table.items():
+        assert row["components"][kind] == sorted(names)
 
 
 def test_builtins_are_described_as_the_smcflow_distribution():
@@ -289,10 +317,82 @@ def test_conflicting_names_raise_a_clear_error(site):
     for part in ("fakealpha", "fakebeta", "smcflow-fake-alpha", "smcflow-fake-beta"):
         assert part in message
     assert {row["name"] for row in plugins.describe()} >= {"fakealpha", "fakebeta"}
-    assert {"kind": "reward", "name": "shared_reward",
-            "plugins": ["fakealpha", "fakebeta"]} in plugins.conflicts()
+    assert "'<plugin>:shared_reward'" in message
+    assert {"kind": "reward", "name": "shared_reward", "plugins": ["fakealpha", "fakebeta"],
+            "builtin_wins": False} in plugins.conflicts()
     # a qualified name picks one provider
     assert plugins.get("reward", "fakealpha:shared_reward") == ("from", modules["fakealpha"])
+    assert plugins.get("reward", "fakebeta:shared_reward")[1].startswith(_PREFIX + "fakebeta")
+    with pytest.raises(UnknownComponentError):
+        plugins.get("reward", "fakegamma:shared_reward")
+
+
+SHADOW_SOURCE = """
+from smcflow.plugins import hookimpl
+
+BUILT = []
+
+
+def systematic(key, log_weights, num):
+    raise AssertionError("the plugin's 'systematic' was used instead of the built-in")
+
+
+def make_systematic():
+    BUILT.append(1)
+    return systematic
+
+
+@hookimpl
+def smcflow_resamplers():
+    return {"systematic": make_systematic}
+"""
+
+
+class _RandomWalk:
+    """A tiny hand-written Feynman-Kac model: Gaussian random walk, potentials -x²/2."""
+
+    n_steps = 4
+
+    def init(self, key, n):
+        return jax.random.normal(key, (n,)), jnp.zeros(n)
+
+    def step(self, key, t, x):
+        x = x + jax.random.normal(key, x.shape)
+        return x, -0.5 * x**2
+
+
+def test_a_plugin_offering_a_builtin_name_does_not_shadow_it(site, capsys):
+    modules = site("smcflow-fake-shadow", "0.1", {"fakeshadow": SHADOW_SOURCE})
+    model, key = _RandomWalk(), jax.random.key(0)
+    # default arguments: resampler="systematic", the built-in, found without loading any plugin
+    result = smcflow.run(model, key, 256)
+    assert np.isfinite(float(result.log_evidence))
+    assert plugins.registry._pm is None
+
+    with pytest.warns(PluginLoadWarning, match="built-in wins"):
+        assert plugins.available("resampler").count("systematic") == 1
+    plugin_module = sys.modules[modules["fakeshadow"]]
+    assert plugins.get("resampler", "systematic") is resampling.systematic
+    assert plugins.get("resampler", "smcflow:systematic") is resampling.systematic
+    assert plugins.get("resampler", "fakeshadow:systematic") is plugin_module.systematic
+    assert plugin_module.BUILT == [1]  # only the qualified get built the plugin's component
+    again = smcflow.run(model, key, 256)  # with the plugin loaded: still the built-in
+    np.testing.assert_array_equal(again.log_weights, result.log_weights)
+
+    assert {"kind": "resampler", "name": "systematic", "plugins": ["fakeshadow", "smcflow"],
+            "builtin_wins": True} in plugins.conflicts()
+    with warnings.catch_warnings():  # reported once
+        warnings.simplefilter("error", PluginLoadWarning)
+        plugins.available()
+        plugins.conflicts()
+    assert not plugins.load_errors()  # shadowing is not a load error
+
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "resampler 'systematic': the built-in wins over fakeshadow" in out
+    assert "'fakeshadow:systematic'" in out
+    assert cli.main(["plugins", "--strict"]) == 1
+    capsys.readouterr()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -367,13 +467,12 @@ class _InlinePlugin:
 
 def test_registration_after_get_is_visible_and_unregister_removes_it():
     assert plugins.get("resampler", "multinomial")  # builds and caches the catalogue
-    assert "inline_reward" not in plugins.available("reward")
-    before = plugins.revision()
+    assert "inline_reward" not in plugins.available("reward")  # catalogue built and cached
 
     plugin = _InlinePlugin()
     name = plugins.register(plugin, name="inline")
     assert name == "inline"
-    assert plugins.revision() != before
+    assert "inline_reward" in plugins.available("reward")  # the cache was dropped
     reward = plugins.get("reward", "inline_reward", beta=3.0)
     assert reward.beta == 3.0 and not reward.differentiable
     assert _row("inline")["source"] == "register"
@@ -389,6 +488,8 @@ def test_registration_after_get_is_visible_and_unregister_removes_it():
     assert "inline_reward" not in plugins.available("reward")
     with pytest.raises(KeyError):
         plugins.unregister("inline")
+    with pytest.raises(KeyError):  # the built-ins stay
+        plugins.unregister("smcflow")
 
 
 def test_factory_errors_propagate_with_a_note():
@@ -495,12 +596,75 @@ def test_cli_plugins_json_lists_builtins(capsys):
     assert report["load_errors"] == [] or all("plugin" in e for e in report["load_errors"])
 
 
-def test_cli_plugins_table_shows_load_errors(site, capsys):
+def test_cli_plugins_fails_on_load_errors(site, capsys):
+    site("smcflow-fake-good", "0.1", {"fakegood": GOOD_SOURCE})
     site("smcflow-fake-broken", "0.2", {"fakebroken": "raise ImportError('boom at import')\n"})
-    assert cli.main(["plugins"]) == 0
-    out = capsys.readouterr().out
-    assert "PLUGIN" in out and "smcflow" in out and "resampler:" in out
-    assert "Load errors" in out and "fakebroken" in out and "boom at import" in out
+    assert cli.main(["plugins"]) == 1
+    captured = capsys.readouterr()
+    assert "PLUGIN" in captured.out and "smcflow" in captured.out and "resampler:" in captured.out
+    assert "fakegood" in captured.out  # the listing is still complete
+    assert "Load errors" in captured.err and "fakebroken" in captured.err
+    assert "smcflow-fake-broken" in captured.err and "boom at import" in captured.err
+
+    assert cli.main(["plugins", "--json"]) == 1
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert [e["plugin"] for e in report["load_errors"]] == ["fakebroken"]
+    assert "fakebroken" in captured.err
+
+
+def test_cli_plugins_fails_on_a_failing_hook(site, capsys):
+    site("smcflow-fake-raising", "0.3", {"fakeraising": """
+        from smcflow.plugins import hookimpl
+
+        @hookimpl
+        def smcflow_rewards():
+            raise RuntimeError("reward hook exploded")
+        """})
+    assert cli.main(["plugins"]) == 1
+    assert "hook smcflow_rewards failed" in capsys.readouterr().err
+
+
+def test_cli_help_documents_the_exit_status(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["plugins", "--help"])
+    text = capsys.readouterr().out
+    assert "exit status" in text and "--strict" in text and "141" in text
+
+
+class _ClosedPipe:
+    """A stdout whose reader went away."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_cli_closed_stdout_exits_quietly(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", _ClosedPipe())
+    assert cli.main(["plugins"]) == cli.EXIT_BROKEN_PIPE
+    monkeypatch.undo()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_cli_closed_pipe_in_a_real_process(tmp_path):
+    script = Path(sys.executable).with_name("smcflow")
+    env = {**os.environ, plugins.ENV_DISABLE_AUTOLOAD: "1"}
+    # fd 1 becomes a pipe whose read end is already closed: every write fails with EPIPE
+    closed = subprocess.run(
+        [sys.executable, "-c", "import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); "
+         "from smcflow.cli import main; sys.exit(main(['plugins']))"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert closed.returncode == cli.EXIT_BROKEN_PIPE, closed.stderr
+    assert closed.stderr == ""
+    if not script.exists():
+        pytest.skip(f"no console script {script}")
+    head = subprocess.run(["bash", "-c", f"'{script}' plugins | head -1; exit ${{PIPESTATUS[0]}}"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert head.stdout.split() == ["PLUGIN", "DISTRIBUTION", "VERSION", "COMPONENTS"]
+    assert head.returncode in (0, cli.EXIT_BROKEN_PIPE) and head.stderr == ""
 
 
 def test_cli_version(capsys):
@@ -527,9 +691,47 @@ def test_cli_without_command_prints_help(capsys):
 
 
 def test_hooks_are_listed_in_docs():
-    docs = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
-    if not docs.exists():
+    if not DOCS.exists():
         pytest.skip("docs/plugins.md not present")
-    text = docs.read_text()
+    text = DOCS.read_text()
     for hook in plugins.KIND_TO_HOOK.values():
         assert hook in text
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def test_docs_code_runs_as_written(tmp_path, monkeypatch):
+    """Install the example plugin of docs/plugins.md from its own pyproject.toml and hooks.py, then
+    run every other python block of the page, each in a fresh namespace."""
+    if not DOCS.exists():
+        pytest.skip("docs/plugins.md not present")
+    text = DOCS.read_text()
+    hooks, *snippets = _code_blocks(text, "python")
+    project = tomllib.loads(_code_blocks(text, "toml")[0])["project"]
+    (ep_name, target), = project["entry-points"]["smcflow"].items()
+    module_path = tmp_path.joinpath(*target.split(".")).with_suffix(".py")
+    module_path.parent.mkdir(parents=True)
+    (module_path.parent / "__init__.py").write_text("")
+    module_path.write_text(hooks)
+    info = tmp_path / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\n"
+                                   f"Version: {project['version']}\n")
+    (info / "entry_points.txt").write_text(f"[smcflow]\n{ep_name} = {target}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.reset()
+
+    described = {row["name"]: row for row in plugins.describe()}
+    example = described[ep_name]
+    assert (example["distribution"], example["version"]) == (project["name"], project["version"])
+    # the example's names are its own: no built-in or other installed plugin offers them
+    assert plugins.conflicts() == [] and plugins.load_errors() == []
+    assert example["components"]["model"] and example["components"]["reward"]
+    assert snippets
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginLoadWarning)  # the shadowing example warns, as it says
+        for i, snippet in enumerate(snippets):
+            exec(compile(snippet, f"docs/plugins.md python block {i + 2}", "exec"), {"__name__": f"docs_{i}"})
+    assert plugins.load_errors() == []

@@ -2,66 +2,110 @@
 
 ``p`` is the law of the sampler's discretised chain at ``times[-1]`` (mapped by its ``output``); the
 reward is taken on that output. See :mod:`smcflow.scaling.methods` for the methods and their NFE
-accounting and :mod:`smcflow.scaling.steer` for the weights.
+accounting and :mod:`smcflow.scaling.steer` for the weights. ``scale`` is traceable in its numeric
+arguments: ``jax.jit`` / ``jax.vmap`` over ``beta`` (or a method's ``guidance_scale``, ...) work, and
+numerical failures still raise there.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .. import plugins
+from ..contracts import DiffusionSampler, Reward, ScalingMethod, component_name, require
 from ..engine import run
-from ..errors import SMCNumericalError
-from ..result import SMCResult
-from .steer import component_name, sampler_output
+from ..errors import Failure, report_failures
+from ..kernel import record_failure
+from ..resampling import systematic
+from ..result import SMCResult  # noqa: F401  (documented type of ScaleResult.smc)
+from ..validation import check_key, check_n_particles
+from .steer import sampler_output
 
 __all__ = ["scale", "ScaleResult", "check_components"]
 
-_SAMPLER_ATTRS = ("times", "init", "drift", "noise", "denoise")
+
+def _event_dims(sampler: Any, event_shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Names of the event axes: the sampler's ``event_dims``, else ``coordinate`` / ``axis_i``."""
+    names = getattr(sampler, "event_dims", None)
+    if names is not None and len(tuple(names)) == len(event_shape):
+        return tuple(str(n) for n in names)
+    return ("coordinate",) if len(event_shape) == 1 else tuple(f"axis_{i}" for i in range(len(event_shape)))
 
 
+@jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class ScaleResult:
-    """What :func:`scale` returns. With ``n_runs``, every array gains a leading run axis.
+    """What :func:`scale` returns (a pytree: it can leave a ``jit`` or a ``vmap``).
+
+    With ``n_runs`` every array gains a leading run axis. ``particles``, ``log_weights``, ``rewards``,
+    ``ess`` and ``log_evidence`` are views of the underlying SMC result ``smc``.
 
     Attributes:
       samples: equally weighted samples ``(num, *event)``: a final systematic resample of the weighted
         particles (exact methods), the particles themselves (``svdd``, ``guidance``), or the single
         highest-reward particle (``best_of_n``, ``num = 1``).
-      particles: sampler outputs of the final particles ``(N, *event)``, before the final resample.
-      log_weights: their normalised log-weights ``(N,)``.
-      rewards: ``r(particles)``, ``(N,)``.
-      log_evidence: estimate of ``log E_p[exp(beta r)]``; ``nan`` for methods that do not estimate it
-        (``svdd``, ``guidance``). For ``best_of_n`` it is the importance estimate from the same draws.
-      ess: effective sample size after reweighting at each grid time ``(K+1,)``.
+      sample_rewards: ``r(samples)``, ``(num,)``.
+      sample_log_weights: normalised log-weight of the particle each sample was taken from.
+      beta: the inverse temperature used.
+      smc: the underlying :class:`~smcflow.SMCResult` (particles are
+        :class:`~smcflow.path.PathPoint` with :class:`~smcflow.scaling.steer.SteerAux`).
       nfe: sampler network evaluations per run (see :mod:`smcflow.scaling.methods`).
       reward_evaluations: reward calls per run, counted per particle.
-      method, exact, beta: what ran.
-      wall_time: seconds for the run (compilation included on a first call).
-      smc: the underlying :class:`~smcflow.SMCResult` (particles are
-        :class:`~smcflow.scaling.steer.SteerState`).
+      method, exact: what ran; has_evidence: whether ``log_evidence`` estimates anything.
+      event_dims: names of the event axes (for exports).
+      selection: how ``samples`` were taken: ``"resample"`` (systematic, from the weights), ``"best"``
+        (the highest reward) or ``"all"`` (the unweighted particles themselves).
+      wall_time: seconds for the run (compilation included on a first call; NaN when traced).
     """
 
     samples: jax.Array
-    particles: jax.Array
-    log_weights: jax.Array
-    rewards: jax.Array
-    log_evidence: jax.Array
-    ess: jax.Array
-    nfe: int
-    reward_evaluations: int
-    method: str
-    exact: bool
-    beta: float
-    wall_time: float
+    sample_rewards: jax.Array
+    sample_log_weights: jax.Array
+    beta: jax.Array
     smc: SMCResult
+    nfe: int = field(metadata=dict(static=True))
+    reward_evaluations: int = field(metadata=dict(static=True))
+    method: str = field(metadata=dict(static=True))
+    exact: bool = field(metadata=dict(static=True))
+    has_evidence: bool = field(metadata=dict(static=True))
+    event_dims: tuple[str, ...] = field(metadata=dict(static=True))
+    selection: str = field(default="resample", metadata=dict(static=True))
+    wall_time: float = field(default=math.nan, metadata=dict(static=True))
+
+    @property
+    def particles(self) -> jax.Array:
+        """Sampler outputs of the final particles ``(N, *event)``, before the final resample."""
+        return self.smc.particles.aux.estimate
+
+    @property
+    def rewards(self) -> jax.Array:
+        """``r(particles)``, ``(N,)``."""
+        return self.smc.particles.aux.value
+
+    @property
+    def log_weights(self) -> jax.Array:
+        """Normalised log-weights of ``particles`` ``(N,)``."""
+        return self.smc.log_weights
+
+    @property
+    def ess(self) -> jax.Array:
+        """Effective sample size after reweighting at each grid time ``(K+1,)``."""
+        return self.smc.ess
+
+    @property
+    def log_evidence(self) -> jax.Array:
+        """Estimate of ``log E_p[exp(beta r)]``; NaN for methods without one (``svdd``, ``guidance``).
+        For ``best_of_n`` it is the importance estimate from the same draws."""
+        if self.has_evidence:
+            return self.smc.log_evidence
+        return jnp.full_like(self.smc.log_evidence, jnp.nan)
 
     @property
     def weights(self) -> jax.Array:
@@ -72,16 +116,16 @@ class ScaleResult:
         """``sum_i W_i values_i`` per run, for per-particle ``values`` of shape ``(..., N)``."""
         return jnp.sum(self.weights * values, axis=-1)
 
-    def to_inference_data(self, key: jax.Array | None = None):
-        """arviz ``InferenceData``: posterior ``x`` (resampled outputs) and ``reward``; SMC stats in ``sample_stats``."""
-        idata = self.smc.to_inference_data(key=key)
-        post = idata.posterior[["estimate", "value"]].rename({"estimate": "x", "value": "reward"})
-        idata.posterior = post.assign_attrs(method=self.method, exact=int(self.exact), beta=self.beta, nfe=self.nfe)
-        return idata
+    def to_inference_data(self):
+        """arviz ``InferenceData``: posterior ``x`` (= ``samples``) and ``reward``; SMC statistics in
+        ``sample_stats``; method, beta and NFE in the attributes. See :mod:`smcflow.export`."""
+        from ..export import scale_inference_data
 
-    def to_datatree(self, key: jax.Array | None = None):
-        """The same content as an ``xarray.DataTree``."""
-        return self.to_inference_data(key=key).to_datatree()
+        return scale_inference_data(self)
+
+    def to_datatree(self):
+        """The same content as an ``xarray.DataTree`` (the arviz >= 1.0 form)."""
+        return self.to_inference_data().to_datatree()
 
 
 def _resolve(kind: str, component: Any) -> Any:
@@ -93,26 +137,37 @@ def _resolve_method(method: Any, config: dict[str, Any]) -> Any:
         return plugins.get("method", method, **config)
     if config:
         raise TypeError(f"method options {sorted(config)} need a method name; the method object is already built")
-    for attr in ("name", "exact", "build", "run_options", "nfe_per_particle", "reward_evaluations_per_particle"):
-        if not hasattr(method, attr):
-            raise TypeError(f"method {method!r} has no attribute {attr!r} (see smcflow.scaling.methods)")
+    require(method, ScalingMethod, f"method {method!r}")
     return method
 
 
-def check_components(sampler: Any, reward: Any) -> tuple[int, ...]:
-    """Check the sampler and reward contracts and their shapes (abstractly); return the sample shape."""
-    s_name, r_name = component_name(sampler, "sampler"), component_name(reward, "reward")
-    missing = [a for a in _SAMPLER_ATTRS if not hasattr(sampler, a)]
-    if missing:
-        raise TypeError(f"sampler {s_name!r} lacks {missing}; a sampler needs {list(_SAMPLER_ATTRS)}")
-    if not callable(reward):
-        raise TypeError(f"reward {r_name!r} is not callable; a reward maps x of shape (n, ...) to (n,)")
+def _check_beta(beta: Any) -> Any:
+    if isinstance(beta, jax.core.Tracer):
+        if jnp.shape(beta) != ():
+            raise ValueError(f"beta must be a scalar, got shape {jnp.shape(beta)}")
+        return beta
     try:
-        x = jax.eval_shape(lambda k: sampler.init(k, 2), jax.random.key(0))
+        value = float(beta)
+    except (TypeError, ValueError):
+        raise TypeError(f"beta must be a real number, got {beta!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"beta must be finite, got {value}")
+    return value
+
+
+def check_components(sampler: Any, reward: Any, n_particles: int = 5) -> tuple[int, ...]:
+    """Check the sampler and reward contracts and their shapes (abstractly, with ``n_particles``
+    particles); return the sample shape."""
+    s_name, r_name = component_name(sampler, "sampler"), component_name(reward, "reward")
+    n = n_particles
+    require(sampler, DiffusionSampler, f"sampler {s_name!r}")
+    require(reward, Reward, f"reward {r_name!r}", skip=("differentiable",))
+    try:
+        x = jax.eval_shape(lambda k: sampler.init(k, n), jax.random.key(0))
     except Exception as exc:
-        raise TypeError(f"sampler {s_name!r}: init(key, 2) failed while tracing: {exc}") from exc
-    if not hasattr(x, "shape") or len(x.shape) < 1 or x.shape[0] != 2:
-        raise ValueError(f"sampler {s_name!r}: init(key, 2) must return an array with leading axis 2, got {x}")
+        raise TypeError(f"sampler {s_name!r}: init(key, {n}) failed while tracing: {exc}") from exc
+    if not hasattr(x, "shape") or len(x.shape) < 1 or x.shape[0] != n:
+        raise ValueError(f"sampler {s_name!r}: init(key, {n}) must return an array with leading axis {n}, got {x}")
     try:
         out = jax.eval_shape(lambda a: sampler_output(sampler, a), x)
     except Exception as exc:
@@ -121,12 +176,21 @@ def check_components(sampler: Any, reward: Any) -> tuple[int, ...]:
         r = jax.eval_shape(reward, out)
     except Exception as exc:
         raise ValueError(f"reward {r_name!r} failed on samples of shape {out.shape} from sampler {s_name!r}: {exc}") from exc
-    if getattr(r, "shape", None) != (2,):
+    if getattr(r, "shape", None) != (n,):
         raise ValueError(
-            f"reward {r_name!r} returned shape {getattr(r, 'shape', r)} for 2 samples of shape "
+            f"reward {r_name!r} returned shape {getattr(r, 'shape', r)} for {n} samples of shape "
             f"{tuple(out.shape[1:])} from sampler {s_name!r}; a reward must return one value per sample, shape (n,)"
         )
-    return tuple(x.shape[1:])
+    return tuple(out.shape[1:])
+
+
+def _pick(key: jax.Array, log_w: jax.Array, rewards: jax.Array, mode: str) -> jax.Array:
+    """Indices of the handed-out samples among one run's particles."""
+    if mode == "best":
+        return jnp.argmax(rewards)[None]
+    if mode == "resample":
+        return systematic(key, log_w, log_w.shape[0])
+    return jnp.arange(log_w.shape[0], dtype=jnp.int32)
 
 
 def scale(
@@ -136,8 +200,9 @@ def scale(
     *,
     n_particles: int,
     method: Any = "urge",
-    beta: float = 1.0,
+    beta: Any = 1.0,
     n_runs: int | None = None,
+    errors: str = "raise",
     **method_config: Any,
 ) -> ScaleResult:
     """Steer ``sampler`` towards ``p(x) exp(beta r(x))`` with ``n_particles`` particles.
@@ -145,66 +210,70 @@ def scale(
     Args:
       sampler: a sampler component or the name of a ``sampler`` plugin (built with defaults).
       reward: a reward component or the name of a ``reward`` plugin.
-      key: PRNG key; the same key gives the same result.
+      key: one PRNG key; the same key gives the same result.
       n_particles: particles per run (for ``best_of_n``: N candidates).
       method: ``"urge"`` (default), ``"fk"``, ``"twisted"``, ``"importance"``, ``"best_of_n"``,
         ``"svdd"``, ``"guidance"``, another ``method`` plugin's name, or a method object.
-      beta: inverse temperature of the tilt.
+      beta: inverse temperature of the tilt (may be traced: jit / vmap over it).
       n_runs: independent runs, vmapped.
+      errors: ``"raise"`` (default) raises :class:`~smcflow.SMCNumericalError` naming the components
+        when the reward or the weights fail (also under a user's jit); ``"flag"`` returns the result
+        with ``smc.failure`` set.
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
         ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``.
 
     Raises:
       TypeError / ValueError: a component breaks its contract (named in the message), before compiling.
-      SMCNumericalError: the reward returned NaN / inf or every weight vanished (components named).
+      SMCNumericalError: the reward returned NaN / +inf or every weight vanished (components named).
     """
     sampler, reward = _resolve("sampler", sampler), _resolve("reward", reward)
     method = _resolve_method(method, method_config)
-    beta = float(beta)
-    if not math.isfinite(beta):
-        raise ValueError(f"beta must be finite, got {beta}")
-    check_components(sampler, reward)
+    n_particles = check_n_particles(n_particles)
+    check_key(key)
+    beta = _check_beta(beta)
+    if errors not in ("raise", "flag"):
+        raise ValueError(f"errors={errors!r}; use 'raise' or 'flag'")
+    event_shape = check_components(sampler, reward, n_particles)
     model = method.build(sampler, reward, beta)
     key_run, key_final = jax.random.split(key)
+    traced = isinstance(beta, jax.core.Tracer) or any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(model))
     start = time.perf_counter()
-    with warnings.catch_warnings():  # a failure is raised below with the components named
+    with warnings.catch_warnings():  # failures are reported below with the components named
         warnings.simplefilter("ignore", RuntimeWarning)
         smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", **method.run_options)
-    jax.block_until_ready(smc.log_weights)
-    wall = time.perf_counter() - start
-    names = f"sampler {component_name(sampler, 'sampler')!r}, reward {component_name(reward, 'reward')!r}, method {method.name!r}"
-    if bool(np.any(np.asarray(smc.failed))):
-        raise SMCNumericalError(f"{names}: {smc.failure_message()}")
-    rewards = smc.particles.value
-    if not bool(np.all(np.isfinite(np.asarray(rewards)))):
-        raise SMCNumericalError(f"{names}: the reward returned NaN or inf for some final samples")
 
-    outputs, log_w = smc.particles.estimate, smc.log_weights
-    if getattr(method, "pick_best", False):
-        best = jnp.argmax(rewards, axis=-1)  # per run: shape () or (n_runs,)
-        particle_axis = best.ndim
-        samples = jnp.take_along_axis(outputs, jnp.expand_dims(best, tuple(range(particle_axis, outputs.ndim))),
-                                      axis=particle_axis)
-    elif getattr(method, "weighted", True):
-        samples = smc.resample(key_final).estimate
+    weighted = bool(getattr(method, "weighted", True))
+    rewards = smc.particles.aux.value
+    # unweighted methods never pass the reward to the engine's screen: check it here
+    bad_reward = jnp.where(jnp.any(jnp.isnan(rewards), axis=-1), Failure.POTENTIAL_NAN, Failure.NONE)
+    failure, failure_time = record_failure(smc.failure, smc.failure_time, bad_reward, model.n_steps)
+    smc = dataclasses.replace(smc, failure=failure, failure_time=failure_time)
+    names = f"sampler {component_name(sampler, 'sampler')!r}, reward {component_name(reward, 'reward')!r}, method {method.name!r}"
+    report_failures(smc.failure, smc.failure_time, errors, context=names,
+                    hint=" Pass errors='flag' to get the result with failure codes (result.smc.failure).")
+
+    mode = "best" if getattr(method, "pick_best", False) else ("resample" if weighted else "all")
+
+    pick = lambda k, lw, r: _pick(k, lw, r, mode)  # noqa: E731
+    if n_runs is None:
+        idx = pick(key_final, smc.log_weights, rewards)
     else:
-        samples = outputs
-    log_evidence = smc.log_evidence if getattr(method, "weighted", True) else jnp.full_like(smc.log_evidence, jnp.nan)
-    n_steps = model.n_steps
-    nfe = method.nfe_per_particle(n_steps, int(getattr(sampler, "output_nfe", 0))) * n_particles
-    reward_calls = method.reward_evaluations_per_particle(n_steps) * n_particles
+        idx = jax.vmap(pick)(jax.random.split(key_final, n_runs), smc.log_weights, rewards)
+    take = lambda a: jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - idx.ndim)), axis=idx.ndim - 1)  # noqa: E731
+    if not traced:
+        jax.block_until_ready(smc.log_weights)
     return ScaleResult(
-        samples=samples,
-        particles=outputs,
-        log_weights=log_w,
-        rewards=rewards,
-        log_evidence=log_evidence,
-        ess=smc.ess,
-        nfe=int(nfe),
-        reward_evaluations=int(reward_calls),
+        samples=take(smc.particles.aux.estimate),
+        sample_rewards=take(rewards),
+        sample_log_weights=take(smc.log_weights),
+        beta=jnp.asarray(beta, smc.log_weights.dtype),
+        smc=smc,
+        nfe=int(model.nfe_per_particle) * n_particles,
+        reward_evaluations=int(model.reward_evaluations_per_particle) * n_particles,
         method=method.name,
         exact=bool(method.exact),
-        beta=beta,
-        wall_time=wall,
-        smc=smc,
+        has_evidence=weighted,
+        event_dims=_event_dims(sampler, event_shape),
+        selection=mode,
+        wall_time=math.nan if traced else time.perf_counter() - start,
     )

@@ -4,17 +4,19 @@ A method is an object with
 
 * ``name`` (str) and ``exact`` (bool: its weighted particles target ``p(x) exp(beta r(x)) / Z`` and its
   ``log_evidence`` is an unbiased-in-``Z`` estimate);
-* ``build(sampler, reward, beta) -> model``: a Feynman-Kac model for :func:`smcflow.run`;
+* ``build(sampler, reward, beta) -> model``: a Feynman-Kac model for :func:`smcflow.run` whose
+  particles are :class:`~smcflow.path.PathPoint` states with :class:`~smcflow.scaling.steer.SteerAux`
+  (``estimate``, ``value``) and which says what it spends: ``nfe_per_particle`` and
+  ``reward_evaluations_per_particle``;
 * ``run_options``: keyword arguments for :func:`smcflow.run` (resampler, ESS threshold, schedule);
-* ``nfe_per_particle(n_steps, output_nfe) -> int``: sampler network evaluations per particle;
-* ``reward_evaluations_per_particle(n_steps) -> int``: reward calls per particle;
+* ``weighted`` (bool, default True): the run's weights and evidence mean something;
 * ``pick_best`` (bool): return only the highest-reward particle of each run (best-of-N).
 
-NFE accounting (the same for every method, so comparisons at equal compute are fair): one evaluation
-of the sampler's network at one particle and one grid time is 1 NFE; it yields both the drift and the
-denoised estimate. A gradient through the network (a vector-Jacobian product) costs 1 more NFE. The
-final ``output`` map costs ``output_nfe`` (1 for a final denoising step). Reward evaluations are not
-NFE; they are reported separately.
+NFE accounting (the same for every method, so comparisons at equal compute are fair), counted by the
+model that spends it: one evaluation of the sampler's network at one particle and one grid time is
+1 NFE; it yields both the drift and the denoised estimate. A gradient through the network (a
+vector-Jacobian product) costs 1 more NFE. The final ``output`` map costs ``output_nfe`` (1 for a
+final denoising step). Reward evaluations are not NFE; they are reported separately.
 
 =============  ======  ================================================  =====================
 name           exact   proposal / weights                                NFE per particle
@@ -30,17 +32,52 @@ name           exact   proposal / weights                                NFE per
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
+import jax
 import jax.numpy as jnp
 
-from .steer import GUIDANCE_MODES, POTENTIALS, GreedyValueSearch, SteeredDiffusion, component_name
+from ..contracts import component_name
+from .steer import POTENTIALS, GreedyValueSearch, SteeredDiffusion
 
 __all__ = ["PathSteering", "GreedySearch", "BUILTIN_METHODS", "urge", "fk", "twisted", "importance",
            "best_of_n", "svdd", "guidance"]
 
 Guidance = Union[str, Callable[[Any, Any], Any], None]
+
+
+def _check_number(method: str, name: str, value: Any, low: float, allow_inf: bool = False) -> None:
+    """A real number >= ``low`` (finite unless ``allow_inf``), else a ValueError naming the option.
+
+    Traced values (a ``scale`` call under the user's ``jit``/``vmap``) are accepted unchecked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"method {method!r}: {name} must be a number, got {value!r}") from None
+    if math.isnan(v) or v < low or (math.isinf(v) and not allow_inf):
+        bound = f">= {low}" + ("" if allow_inf else " and finite")
+        raise ValueError(f"method {method!r}: {name} must be {bound}, got {value!r}")
+
+
+def _check_differentiable(method: str, reward: Any) -> None:
+    """Gradient guidance needs a reward that says it is differentiable."""
+    name = component_name(reward, "reward")
+    flag = getattr(reward, "differentiable", None)
+    if flag is None:
+        raise ValueError(
+            f"method {method!r} uses the reward gradient as guidance, but reward {name!r} has no "
+            "'differentiable' attribute; set reward.differentiable = True if r(x) is differentiable in x "
+            "with jax.grad (or False), or use guidance='none' or a callable guidance"
+        )
+    if not flag:
+        raise ValueError(
+            f"method {method!r} uses the reward gradient as guidance, but reward {name!r} is not "
+            "differentiable (differentiable=False); use guidance='none' or a callable guidance"
+        )
 
 
 @dataclass(frozen=True)
@@ -74,6 +111,10 @@ class PathSteering:
     pick_best: bool = False
 
     def __post_init__(self):
+        _check_number(self.name, "guidance_scale", self.guidance_scale, low=0.0)
+        _check_number(self.name, "tempering", self.tempering, low=0.0)
+        if self.guidance_clip is not None:
+            _check_number(self.name, "guidance_clip", self.guidance_clip, low=0.0, allow_inf=True)
         if self.potential not in POTENTIALS:
             raise ValueError(f"method {self.name!r}: potential={self.potential!r}; use one of {POTENTIALS}")
         if not (callable(self.guidance) or self.guidance in ("none", "reward_grad", None)):
@@ -93,13 +134,8 @@ class PathSteering:
 
     def build(self, sampler: Any, reward: Any, beta: float) -> SteeredDiffusion:
         mode = self.guidance_mode
-        assert mode in GUIDANCE_MODES
-        if mode == "reward_grad" and not getattr(reward, "differentiable", False):
-            raise ValueError(
-                f"method {self.name!r} uses the reward gradient as guidance, but reward "
-                f"{component_name(reward, 'reward')!r} is not differentiable (differentiable=False); "
-                "use guidance='none' or a callable guidance"
-            )
+        if mode == "reward_grad":
+            _check_differentiable(self.name, reward)
         dtype = jnp.zeros(()).dtype
         return SteeredDiffusion(
             sampler=sampler,
@@ -113,15 +149,6 @@ class PathSteering:
             potential=self.potential,
             weighted=self.weighted,
         )
-
-    def nfe_per_particle(self, n_steps: int, output_nfe: int) -> int:
-        per_step = 2 if self.guidance_mode == "reward_grad" else 1
-        return n_steps * per_step + output_nfe
-
-    def reward_evaluations_per_particle(self, n_steps: int) -> int:
-        """At every grid point when potentials or reward guidance need it, else once at the end."""
-        uses_intermediate = self.potential != "none" or self.guidance_mode == "reward_grad"
-        return n_steps + 1 if uses_intermediate else 1
 
 
 @dataclass(frozen=True)
@@ -144,13 +171,6 @@ class GreedySearch:
 
     def build(self, sampler: Any, reward: Any, beta: float) -> GreedyValueSearch:
         return GreedyValueSearch(sampler=sampler, reward=reward, n_candidates=int(self.n_candidates))
-
-    def nfe_per_particle(self, n_steps: int, output_nfe: int) -> int:
-        m = int(self.n_candidates)
-        return 1 + max(n_steps - 1, 0) * m + m * output_nfe
-
-    def reward_evaluations_per_particle(self, n_steps: int) -> int:
-        return 1 + n_steps * int(self.n_candidates)
 
 
 def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip: float | None = None,

@@ -1,18 +1,14 @@
-"""Feynman-Kac models that steer a diffusion sampler towards ``p(x) exp(beta r(x))``.
+"""Path models that steer a diffusion sampler towards ``p(x) exp(beta r(x))``.
+
+Both are built on the one path model (:mod:`smcflow.path`): the sampler's reference step is the
+Euler-Maruyama step there, the Girsanov term and the telescoping potentials are computed there, and
+this module only says what is evaluated at a grid point.
 
 :class:`SteeredDiffusion` covers every path-weighted method (URGE, FK steering, twisted SMC,
-importance sampling) and the unweighted gradient-guidance baseline. Along the sampler's grid
-``t_0 .. t_K`` (``h_k = |t_{k+1} - t_k|``, ``V_k = noise(t_k)``, ``v = drift``) a particle moves by
-
-    x_{k+1} = x_k + h_k (v(x_k, t_k) + V_k^2 g(x_k, t_k)) + V_k sqrt(h_k) xi_k
-
-and its log-weight grows by the Girsanov term for the guidance ``g`` (with the ``xi`` actually drawn)
-plus a telescoping potential difference:
-
-    log G_k = -V_k sqrt(h_k) <g, xi_k> - h_k V_k^2 |g|^2 / 2 + phi_{k+1} - phi_k,
-
-where ``phi_k`` (``k < K``) is built from the reward of the denoised estimate
-``rhat_k = r(denoise(x_k, t_k))`` and ``phi_K = beta r(output(x_K))`` exactly:
+importance sampling) and the unweighted gradient-guidance baseline. At grid point ``t_k`` one network
+evaluation gives the drift and the denoised estimate ``xhat_k = denoise(x_k, t_k)``; its reward
+``rhat_k = r(xhat_k)`` builds the potential ``phi_k`` (``k < K``), and ``phi_K = beta r(output(x_K))``
+exactly:
 
 ==============  =====================================================  ======================
 ``potential``   ``phi_k`` for ``k < K``                                 used by
@@ -23,13 +19,14 @@ where ``phi_k`` (``k < K``) is built from the reward of the denoised estimate
 ``none``        ``0``                                                  importance, best-of-N
 ==============  =====================================================  ======================
 
-The product of all increments is ``exp(beta r(x_K)) dP/dQ`` along the path, so for *any* ``g`` and any
-of these potentials the weighted particles target ``p(x_K) exp(beta r(x_K)) / Z`` for the law ``p``
-of the discretised reference chain, and ``exp(log Z_hat)`` is unbiased for ``Z = E_p[exp(beta r)]``.
+A ramp ``lambda_k = (k / K)^p`` may multiply ``phi_k`` (``tempering = p``) and ``g`` may be clipped; for
+*any* guidance ``g``, potential and ramp the weighted particles target ``p(x_K) exp(beta r(x_K)) / Z`` for
+the law ``p`` of the discretised reference chain, and ``exp(log Z_hat)`` is unbiased for
+``Z = E_p[exp(beta r)]``. A reward of ``-inf`` (a hard constraint) kills the particle.
 
 :class:`GreedyValueSearch` is the SVDD-style baseline: at each step every particle draws several
-candidate moves from the reference step and keeps the one whose denoised estimate has the highest
-reward. It has no weights and is biased (it approximates ``argmax``, not the tilted law).
+candidate reference moves and keeps the one whose denoised estimate has the highest reward. It has no
+weights and is biased (it approximates ``argmax``, not the tilted law).
 """
 from __future__ import annotations
 
@@ -38,21 +35,14 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from ..girsanov import check_path_grid, girsanov_log_weight
+from ..path import PathFeynmanKac, PathPoint, clip_norm, tempering_ramp
 
-__all__ = ["SteerState", "SteeredDiffusion", "GreedyValueSearch", "POTENTIALS", "GUIDANCE_MODES",
-           "drift_and_denoise", "sampler_output", "component_name"]
+__all__ = ["SteerAux", "SteeredDiffusion", "GreedyValueSearch", "POTENTIALS", "GUIDANCE_MODES",
+           "drift_and_denoise", "sampler_output"]
 
 POTENTIALS = ("difference", "max", "sum", "none")
 GUIDANCE_MODES = ("none", "reward_grad", "callable")
-
-
-def component_name(component: Any, default: str) -> str:
-    """A component's ``name`` attribute, else its type name, for messages."""
-    name = getattr(component, "name", None)
-    return name if isinstance(name, str) else getattr(type(component), "__name__", default)
 
 
 def drift_and_denoise(sampler: Any, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -69,28 +59,16 @@ def sampler_output(sampler: Any, x: jax.Array) -> jax.Array:
     return x if output is None else output(x)
 
 
-def _clip_norm(g: jax.Array, max_norm: jax.Array) -> jax.Array:
-    """Scale each particle's ``g`` down to Euclidean norm at most ``max_norm``."""
-    norm = jnp.sqrt(jnp.sum(g * g, axis=tuple(range(1, g.ndim)), keepdims=True))
-    return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, jnp.finfo(g.dtype).tiny))
+class SteerAux(NamedTuple):
+    """What steering caches per particle besides the path state (leading axis ``n``).
 
-
-class SteerState(NamedTuple):
-    """Particle state at grid index ``k`` (every field has leading axis ``n``).
-
-    ``estimate`` is the denoised estimate for ``k < K`` and the sampler's output at ``k = K``;
-    ``value`` is the reward of ``estimate``; ``drift`` and ``guidance`` are evaluated at ``(x_k, t_k)``
-    (zeros at ``K``); ``statistic`` is the running max / sum for those potentials; ``log_potential``
-    is ``phi_k``.
+    ``estimate`` is the denoised estimate for ``k < K`` and the sampler's output at ``k = K``; ``value``
+    is the reward of ``estimate``; ``statistic`` is the running max / sum for those potentials.
     """
 
-    x: jax.Array
-    drift: jax.Array
-    guidance: jax.Array
     estimate: jax.Array
     value: jax.Array
     statistic: jax.Array
-    log_potential: jax.Array
 
 
 def _initial_statistic(potential: str, n: int, dtype) -> jax.Array:
@@ -108,21 +86,19 @@ def _update_statistic(potential: str, previous: jax.Array, value: jax.Array) -> 
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True, eq=False)
-class SteeredDiffusion:
+class SteeredDiffusion(PathFeynmanKac):
     """Path-weighted steering of ``sampler`` by ``reward`` (module docstring for the weight).
 
     Attributes:
-      sampler: a diffusion sampler (``times``, ``init``, ``drift``, ``noise``, ``denoise``).
+      sampler: a diffusion sampler (:class:`smcflow.contracts.DiffusionSampler`).
       reward: ``r(x) -> (n,)``.
       beta: inverse temperature of the tilt (traced).
       guidance_scale: multiplies ``g`` (traced).
-      tempering: exponent ``p`` of the ramp ``lambda_k = (k / K)^p`` multiplying the intermediate
-        potentials, ``phi_k = lambda_k * phi_k`` for ``k < K`` (traced; 0: no ramp, ``lambda_k = 1``).
-        Any ramp keeps the method exact (``phi_K`` is untouched); a ramp tames potentials that are
-        uninformative but wide-ranging at high noise. ``reward_grad`` guidance follows the same ramp
-        (it is the gradient of the tempered potential).
       guidance_clip: largest Euclidean norm of ``g`` per particle (traced; ``inf``: no clipping).
         Clipping changes the proposal only; the weights stay exact because they use the ``g`` applied.
+      tempering: exponent ``p`` of the ramp ``lambda_k = (k / K)^p`` on the intermediate potentials
+        (traced; 0: no ramp). ``reward_grad`` guidance follows the same ramp (it is the gradient of
+        the tempered potential).
       guidance_fn: user guidance ``g(x, t)`` when ``guidance_mode == "callable"``.
       guidance_mode: ``"none"`` (``g = 0``), ``"reward_grad"`` (``g = beta grad_x r(denoise(x, t))``)
         or ``"callable"``.
@@ -141,27 +117,59 @@ class SteeredDiffusion:
     potential: str = field(default="difference", metadata=dict(static=True))
     weighted: bool = field(default=True, metadata=dict(static=True))
 
+    diffusion_kind = "scalar"
+
     @property
-    def n_steps(self) -> int:
-        return int(jnp.shape(self.sampler.times)[0]) - 1
+    def times(self) -> jax.Array:
+        return self.sampler.times
 
-    def validate(self) -> None:
-        check_path_grid(self.sampler.times, self.sampler.noise, f"sampler {component_name(self.sampler, 'sampler')!r}")
+    @property
+    def guided(self) -> bool:
+        return self.guidance_mode != "none"
 
-    # -- evaluation at a grid point ------------------------------------------------------------
-    def _needs_intermediate_reward(self) -> bool:
+    @property
+    def owner(self) -> str:
+        name = getattr(self.sampler, "name", None)
+        return f"sampler {name if isinstance(name, str) else type(self.sampler).__name__!r}"
+
+    @property
+    def nfe_per_evaluation(self) -> int:
+        """One network evaluation per particle and grid point, one more for a gradient through it."""
+        return 2 if self.guidance_mode == "reward_grad" else 1
+
+    @property
+    def output_nfe(self) -> int:
+        return int(getattr(self.sampler, "output_nfe", 0))
+
+    @property
+    def uses_intermediate_reward(self) -> bool:
         return self.potential != "none" or self.guidance_mode == "reward_grad"
 
-    def _evaluate(self, x: jax.Array, k: jax.Array, previous: jax.Array) -> SteerState:
-        """State at an intermediate grid point ``t_k`` (``k < K``)."""
+    @property
+    def reward_evaluations_per_particle(self) -> int:
+        """At every grid point when potentials or reward guidance need it, else once at the end."""
+        return self.n_steps + 1 if self.uses_intermediate_reward else 1
+
+    def noise(self, t: jax.Array) -> jax.Array:
+        return self.sampler.noise(t)
+
+    # -- path model ----------------------------------------------------------------------------
+    def initial(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+        x = self.sampler.init(key, n)
+        return x, jnp.zeros(x.shape[:1], x.dtype)
+
+    def evaluate(self, x: jax.Array, k: jax.Array, previous: Optional[PathPoint]) -> PathPoint:
         t = self.sampler.times[k]
 
         def reward_of_estimate(x):
             drift, estimate = drift_and_denoise(self.sampler, x, t)
-            value = self.reward(estimate) if self._needs_intermediate_reward() else jnp.zeros(x.shape[:1], x.dtype)
+            if self.uses_intermediate_reward:
+                value = self.reward(estimate).astype(x.dtype)
+            else:
+                value = jnp.zeros(x.shape[:1], x.dtype)
             return jnp.sum(value), (drift, estimate, value)
 
-        ramp = jnp.where(self.tempering > 0, (k / self.n_steps) ** self.tempering, 1.0)
+        ramp = tempering_ramp(k, self.n_steps, self.tempering)
         if self.guidance_mode == "reward_grad":  # the gradient of the (tempered) potential
             grad, (drift, estimate, value) = jax.grad(reward_of_estimate, has_aux=True)(x)
             guidance = self.guidance_scale * ramp * self.beta * grad
@@ -171,45 +179,18 @@ class SteeredDiffusion:
                 guidance = self.guidance_scale * self.guidance_fn(x, t)
             else:
                 guidance = jnp.zeros_like(x)
-        if self.guidance_mode != "none":
-            guidance = _clip_norm(guidance, self.guidance_clip)
-        statistic = _update_statistic(self.potential, previous, value)
-        if self.potential == "none":
-            log_potential = jnp.zeros_like(value)
-        else:
-            log_potential = ramp * self.beta * statistic
-        return SteerState(x, drift, guidance, estimate, value, statistic, log_potential)
+        if self.guided:
+            guidance = clip_norm(guidance, self.guidance_clip)
+        start = _initial_statistic(self.potential, x.shape[0], x.dtype) if previous is None else previous.aux.statistic
+        statistic = _update_statistic(self.potential, start, value)
+        log_potential = jnp.zeros_like(value) if self.potential == "none" else ramp * self.beta * statistic
+        return PathPoint(x, drift, guidance, None, log_potential, SteerAux(estimate, value, statistic))
 
-    def _terminal(self, x: jax.Array, k: jax.Array, previous: jax.Array) -> SteerState:
-        """State at ``t_K``: ``phi_K = beta r(output(x_K))`` exactly."""
+    def terminal(self, x: jax.Array, previous: Optional[PathPoint]) -> tuple[jax.Array, SteerAux]:
+        """``phi_K = beta r(output(x_K))`` exactly."""
         estimate = sampler_output(self.sampler, x)
         value = self.reward(estimate).astype(x.dtype)
-        zeros = jnp.zeros_like(x)
-        return SteerState(x, zeros, zeros, estimate, value, previous, self.beta * value)
-
-    # -- Feynman-Kac interface -----------------------------------------------------------------
-    def init(self, key: jax.Array, n: int) -> tuple[SteerState, jax.Array]:
-        x = self.sampler.init(key, n)
-        start = _initial_statistic(self.potential, n, x.dtype)
-        evaluate = self._terminal if self.n_steps == 0 else self._evaluate
-        state = evaluate(x, jnp.int32(0), start)
-        log_w = state.log_potential if self.weighted else jnp.zeros_like(state.log_potential)
-        return state, log_w
-
-    def step(self, key: jax.Array, k: jax.Array, state: SteerState) -> tuple[SteerState, jax.Array]:
-        times = self.sampler.times
-        t, t_next = times[k], times[k + 1]
-        h = jnp.abs(t_next - t)
-        noise = self.sampler.noise(t)
-        xi = jax.random.normal(key, state.x.shape, state.x.dtype)
-        x = state.x + h * (state.drift + noise**2 * state.guidance) + noise * jnp.sqrt(h) * xi
-        new = lax.cond(k + 1 == self.n_steps, self._terminal, self._evaluate, x, k + 1, state.statistic)
-        if not self.weighted:
-            return new, jnp.zeros_like(new.log_potential)
-        log_g = new.log_potential - state.log_potential
-        if self.guidance_mode != "none":
-            log_g = log_g + girsanov_log_weight(state.guidance, xi, noise, h)
-        return new, log_g
+        return self.beta * value, SteerAux(estimate, value, previous.aux.statistic)
 
 
 @jax.tree_util.register_dataclass
@@ -217,9 +198,10 @@ class SteeredDiffusion:
 class GreedyValueSearch:
     """SVDD-style greedy decoding: ``n_candidates`` reference moves per particle and step, keep the best.
 
-    Candidates at an intermediate step are ranked by ``r(denoise(x', t_{k+1}))``, at the last step by
-    ``r(output(x'))`` (the states an unweighted, unguided :class:`SteeredDiffusion` computes). The
-    particle weights stay uniform (``log_g = 0``): the method is biased.
+    Candidates come from the path model's own step (:meth:`PathFeynmanKac.move` of an unweighted,
+    unguided :class:`SteeredDiffusion`) and are ranked by the reward of their denoised estimate (of the
+    sampler's output at the last step). Particle weights stay uniform (``log_g = 0``): the method is
+    biased.
     """
 
     sampler: Any
@@ -227,33 +209,37 @@ class GreedyValueSearch:
     n_candidates: int = field(default=4, metadata=dict(static=True))
 
     @property
-    def _scorer(self) -> SteeredDiffusion:
+    def scorer(self) -> SteeredDiffusion:
         one = jnp.ones((), jnp.zeros(()).dtype)
         return SteeredDiffusion(self.sampler, self.reward, beta=one, guidance_scale=one, guidance_clip=one * jnp.inf,
                                 tempering=0 * one, potential="difference", weighted=False)
 
     @property
     def n_steps(self) -> int:
-        return self._scorer.n_steps
+        return self.scorer.n_steps
+
+    @property
+    def nfe_per_particle(self) -> int:
+        """One evaluation at ``t_0``, then ``M`` candidates at each later grid point (``output`` at ``K``)."""
+        scorer, m = self.scorer, int(self.n_candidates)
+        return 1 + max(self.n_steps - 1, 0) * m + m * scorer.output_nfe
+
+    @property
+    def reward_evaluations_per_particle(self) -> int:
+        return 1 + self.n_steps * int(self.n_candidates)
 
     def validate(self) -> None:
-        self._scorer.validate()
+        self.scorer.validate()
         if self.n_candidates < 1:
             raise ValueError(f"svdd n_candidates must be >= 1, got {self.n_candidates}")
 
-    def init(self, key: jax.Array, n: int) -> tuple[SteerState, jax.Array]:
-        return self._scorer.init(key, n)
+    def init(self, key: jax.Array, n: int) -> tuple[PathPoint, jax.Array]:
+        return self.scorer.init(key, n)
 
-    def step(self, key: jax.Array, k: jax.Array, state: SteerState) -> tuple[SteerState, jax.Array]:
-        scorer, times = self._scorer, self.sampler.times
-        h = jnp.abs(times[k + 1] - times[k])
-        noise = self.sampler.noise(times[k])
-        n, m, event = state.x.shape[0], self.n_candidates, state.x.shape[1:]
-        xi = jax.random.normal(key, (n, m, *event), state.x.dtype)
-        candidates = (state.x + h * state.drift)[:, None] + noise * jnp.sqrt(h) * xi
-        previous = jnp.zeros((n * m,), state.x.dtype)
-        scored = lax.cond(k + 1 == self.n_steps, scorer._terminal, scorer._evaluate,
-                          candidates.reshape(n * m, *event), k + 1, previous)
-        best = jnp.argmax(scored.value.reshape(n, m), axis=1) + m * jnp.arange(n)
-        chosen = jax.tree_util.tree_map(lambda a: a[best], scored)
-        return chosen, jnp.zeros(n, state.x.dtype)
+    def step(self, key: jax.Array, k: jax.Array, point: PathPoint) -> tuple[PathPoint, jax.Array]:
+        scorer, n, m = self.scorer, point.x.shape[0], self.n_candidates
+        copies = jax.tree_util.tree_map(lambda a: jnp.repeat(a, m, axis=0), point)
+        x_new, _ = scorer.move(key, k, copies)
+        scored = scorer.advance(x_new, k + 1, copies)
+        best = jnp.argmax(scored.aux.value.reshape(n, m), axis=1) + m * jnp.arange(n)
+        return jax.tree_util.tree_map(lambda a: a[best], scored), jnp.zeros(n, point.x.dtype)

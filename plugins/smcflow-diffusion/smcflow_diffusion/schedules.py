@@ -73,7 +73,12 @@ class VariancePreserving:
 
 
 def make_schedule(schedule) -> OrnsteinUhlenbeck | VariancePreserving:
-    """A schedule object from ``"ou"``, ``"vp"`` or an object with the same methods."""
+    """A schedule object from ``"ou"``, ``"vp"`` or an object with the same methods.
+
+    A user schedule needs ``alpha(t)``, ``sigma(t)``, ``drift_coefficient(t)`` (``f``) and
+    ``diffusion_squared(t)`` (``g^2``), and may set ``horizon`` (the generation start, 1.0 when absent);
+    see ``docs/scaling.md``, section 10.
+    """
     if isinstance(schedule, str):
         table = {"ou": OrnsteinUhlenbeck, "vp": VariancePreserving}
         if schedule not in table:
@@ -81,5 +86,6 @@ def make_schedule(schedule) -> OrnsteinUhlenbeck | VariancePreserving:
         return table[schedule]()
     for name in ("alpha", "sigma", "drift_coefficient", "diffusion_squared"):
         if not callable(getattr(schedule, name, None)):
-            raise TypeError(f"schedule {type(schedule).__name__} has no method {name}(t)")
+            raise TypeError(f"schedule {type(schedule).__name__} has no method {name}(t); a schedule needs "
+                            "alpha, sigma, drift_coefficient and diffusion_squared (see docs/scaling.md, §10)")
     return schedule

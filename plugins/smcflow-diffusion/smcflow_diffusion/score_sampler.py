@@ -12,13 +12,54 @@ both from one score evaluation (one network evaluation, one NFE).
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ScoreSampler", "uniform_times", "score_sampler"]
+__all__ = ["ScoreSampler", "uniform_times", "score_sampler", "as_event_shape"]
+
+
+def as_event_shape(event_shape: Any, where: str = "score_sampler") -> tuple[int, ...]:
+    """``event_shape`` as a non-empty tuple of positive ints, or a clear error naming ``event_shape``.
+
+    An int is refused with a ``TypeError`` that shows the fix (``event_shape=(64,)``), as are
+    strings and non-integer entries; an empty shape or an entry ``<= 0`` is a ``ValueError``.
+    """
+    try:
+        entries = None if isinstance(event_shape, (bool, str, bytes)) else tuple(event_shape)
+    except TypeError:  # not iterable: an int, a 0-d array, None, ...
+        entries = None
+    if entries is None:
+        if _is_int(event_shape):
+            size = operator.index(event_shape)
+            raise TypeError(f"{where}: event_shape must be a tuple of ints (the shape of one sample), "
+                            f"got the int {size}; use event_shape=({size},)")
+        raise TypeError(f"{where}: event_shape must be a tuple of ints (the shape of one sample), "
+                        f"e.g. event_shape=(64,) or (8, 8), got {type(event_shape).__name__} {event_shape!r}")
+    if not entries:
+        raise ValueError(f"{where}: event_shape must not be empty; a sample of one number has "
+                         "event_shape=(1,)")
+    for i, entry in enumerate(entries):
+        if not _is_int(entry):
+            raise TypeError(f"{where}: event_shape must be a tuple of ints, but entry {i} of "
+                            f"{event_shape!r} is {type(entry).__name__} {entry!r}")
+    shape = tuple(operator.index(entry) for entry in entries)
+    if min(shape) < 1:
+        raise ValueError(f"{where}: every entry of event_shape must be >= 1, got {shape}")
+    return shape
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
 
 
 def uniform_times(schedule: Any, n_steps: int, t_min: float = 0.0, horizon: float | None = None) -> jax.Array:
@@ -54,6 +95,10 @@ class ScoreSampler:
     event_shape: tuple[int, ...] = field(default=(1,), metadata=dict(static=True))
     final_denoise: bool = field(default=False, metadata=dict(static=True))
     name: str = field(default="score_sampler", metadata=dict(static=True))
+
+    def __post_init__(self) -> None:
+        # event_shape is static (metadata), so it holds the real value on every unflatten too
+        object.__setattr__(self, "event_shape", as_event_shape(self.event_shape, self.name))
 
     def init(self, key: jax.Array, n: int) -> jax.Array:
         """Draw ``n`` states at ``times[0]``."""
@@ -103,7 +148,8 @@ def score_sampler(
     Args:
       score: ``(n, *event_shape), t -> (n, *event_shape)``, the score of the noised data law at time ``t``
         (for a noise-prediction network ``eps(x, t)``: ``score = -eps / sigma(t)``).
-      event_shape: shape of one sample.
+      event_shape: shape of one sample, a tuple of positive ints (``(64,)`` for vectors of 64, not
+        ``64``).
       schedule: ``"vp"`` (default), ``"ou"`` or a schedule object (``alpha``, ``sigma``,
         ``drift_coefficient``, ``diffusion_squared``).
       n_steps, t_min, horizon: the uniform generation grid.
@@ -113,12 +159,13 @@ def score_sampler(
 
     if not callable(score):
         raise TypeError(f"score must be callable score(x, t), got {type(score).__name__}")
+    shape = as_event_shape(event_shape, name)
     sched = make_schedule(schedule)
     return ScoreSampler(
         score=score,
         schedule=sched,
         times=uniform_times(sched, n_steps, t_min=t_min, horizon=horizon),
-        event_shape=tuple(int(s) for s in event_shape),
+        event_shape=shape,
         final_denoise=bool(final_denoise),
         name=name,
     )
