@@ -123,7 +123,7 @@ def main(out_dir: str | Path = "out/demo") -> int:
                                                   "n_runs": N_RUNS, "methods": scores}, indent=2))
     with warnings.catch_warnings():  # arviz warns when chains (runs) outnumber draws (particles)
         warnings.filterwarnings("ignore", message="More chains")
-        results["URGE, 8 particles"].to_inference_data(jax.random.key(99)).to_netcdf(str(out / "urge.nc"))
+        results["URGE, 8 particles"].to_inference_data().to_netcdf(str(out / "urge.nc"))
     _plot(out / "samples.png", results)
     print(f"  wrote {out / 'samples.png'}, {out / 'urge.nc'}, {out / 'summary.json'}")
     return 0

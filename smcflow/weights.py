@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jax.scipy.special import logsumexp
 
-__all__ = ["normalise", "normalise_with_ess", "ess", "log_mean_exp", "moments"]
+__all__ = ["normalise_with_ess", "moments"]
 
 
 def normalise_with_ess(log_weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -28,25 +27,6 @@ def normalise_with_ess(log_weights: jax.Array) -> tuple[jax.Array, jax.Array, ja
     log_sum = jnp.where(dead, -jnp.inf, top + jnp.log(s1))[..., 0]
     ess_value = jnp.where(dead, n, s1 * s1 / s2)[..., 0].astype(log_weights.dtype)
     return log_w, log_sum, ess_value
-
-
-def normalise(log_weights: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``(log_W, log_sum)`` with ``log_W = log_weights - log_sum`` and ``log_sum = logsumexp`` (last axis).
-
-    See :func:`normalise_with_ess` for the all ``-inf`` case.
-    """
-    log_w, log_sum, _ = normalise_with_ess(log_weights)
-    return log_w, log_sum
-
-
-def ess(log_weights: jax.Array) -> jax.Array:
-    """Effective sample size ``1 / sum_i W_i^2`` of log-weights (last axis; need not be normalised)."""
-    return normalise_with_ess(log_weights)[2]
-
-
-def log_mean_exp(values: jax.Array, axis: int = -1) -> jax.Array:
-    """``log(mean(exp(values)))`` along ``axis``, stably."""
-    return logsumexp(values, axis=axis) - jnp.log(values.shape[axis])
 
 
 def moments(x, log_weights: jax.Array):

@@ -95,18 +95,47 @@ def test_hmm_matches_forward_algorithm():
     assert_mean_close(probs, filt[-1], "HMM filtering probabilities")
 
 
-@pytest.mark.parametrize("threshold", [0.0, 0.5, 1.0])
-def test_evidence_unbiased_whatever_the_threshold(threshold):
-    """Carried weights are multiplied when a step skips resampling: Z_hat stays unbiased."""
+def _carried_weights_run(threshold):
     model = smcflow.plugins.get("model", "linear_gaussian", rho=0.8, sigma_x=1.0, sigma_y=1.0)
     _, ys = model.simulate(jax.random.key(8), 10)
     res = smcflow.run(smcflow.bootstrap_filter(model.ssm, ys), jax.random.key(9), 2048, n_runs=400, ess_threshold=threshold)
+    return res, model.log_likelihood(ys)
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5, 1.0])
+def test_evidence_unbiased_whatever_the_threshold(threshold):
+    """Carried weights are multiplied when a step skips resampling: Z_hat stays unbiased."""
+    res, log_z = _carried_weights_run(threshold)
     n_resampled = np.asarray(res.resampled).sum(-1)
     if threshold == 0.0:
         assert n_resampled.max() == 0
     if threshold == 1.0:
         assert n_resampled.min() == 9
-    assert_unbiased_evidence(res.log_evidence, model.log_likelihood(ys), f"threshold {threshold}")
+    assert_unbiased_evidence(res.log_evidence, log_z, f"threshold {threshold}")
+
+
+@pytest.fixture
+def overwritten_weights(monkeypatch):
+    """Negative control: a kernel that overwrites the weights with the new potentials instead of
+    multiplying the carried ones (the bug of a popular steering repo when a step skips resampling)."""
+    from smcflow import kernel
+
+    correct = kernel.reweigh
+
+    def overwrite(log_w, log_g):
+        return correct(jnp.full_like(log_w, -jnp.log(log_w.shape[0])), log_g)
+
+    monkeypatch.setattr(kernel, "reweigh", overwrite)
+    jax.clear_caches()  # compiled programs hold the correct kernel
+    yield
+    jax.clear_caches()
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.5])
+def test_unbiasedness_check_catches_overwritten_weights(threshold, overwritten_weights):
+    res, log_z = _carried_weights_run(threshold)
+    with pytest.raises(AssertionError):
+        assert_unbiased_evidence(res.log_evidence, log_z, f"overwritten weights, threshold {threshold}")
 
 
 @pytest.mark.parametrize("schedule", ["always", "never", 3, [2, 5, 6]])

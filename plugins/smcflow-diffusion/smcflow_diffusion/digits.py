@@ -44,4 +44,5 @@ def digits_sampler(n_steps: int = 100, t_min: float = 1e-3, final_denoise: bool 
         event_shape=(DIM,),
         final_denoise=final_denoise,
         name="digits",
+        event_dims=("pixel",),
     )

@@ -86,6 +86,7 @@ class ScoreSampler:
       final_denoise: map the last state to ``denoise(x_K, t_K)`` (one more NFE); rewards are then
         taken on that output.
       name: label used in error messages.
+      event_dims: names of the event axes in exports (e.g. ``("pixel",)``), or None for the default.
     """
 
     score: Callable[[jax.Array, jax.Array], jax.Array]
@@ -95,6 +96,7 @@ class ScoreSampler:
     event_shape: tuple[int, ...] = field(default=(1,), metadata=dict(static=True))
     final_denoise: bool = field(default=False, metadata=dict(static=True))
     name: str = field(default="score_sampler", metadata=dict(static=True))
+    event_dims: Optional[tuple[str, ...]] = field(default=None, metadata=dict(static=True))
 
     def __post_init__(self) -> None:
         # event_shape is static (metadata), so it holds the real value on every unflatten too
