@@ -30,7 +30,7 @@ Then:
   counts add up to exactly ``num``.
 
 **Rounding and unbiasedness.** ``q_i`` rounds ``x_i`` down or up at random (``U_i`` uniform in
-``[0, 1)``, from a counter-based hash of the particle index and the key, so ``E[q_i] = x_i`` exactly
+``[0, 1)``, from a Weyl sequence over the particle index started at a random word, so ``E[q_i] = x_i`` exactly
 and costs no PRNG pass). Given ``q``, every scheme above is exactly unbiased: particle ``i`` has
 ``num * q_i / T`` expected offspring (up to ``2^-32`` of ``num`` per particle from mapping random bits
 to ``[0, T)``; killing's keep step uses ``w_i`` itself). Averaged over the rounding,
@@ -114,33 +114,32 @@ def _fixed_point(dtype, num: int | None = None) -> _FixedPoint:
     return _FixedPoint(fdt, idt, udt, bits, eps < 0.5)
 
 
+def _prefix_sum(a: jax.Array) -> jax.Array:
+    """Inclusive prefix sum of integers: exact in any order, so the parallel ``associative_scan`` is
+    used (on CPU about 3x faster than ``jnp.cumsum``, which XLA lowers to a windowed reduction)."""
+    return lax.associative_scan(jnp.add, a)
+
+
 def _weights(log_weights: jax.Array, fp: _FixedPoint) -> jax.Array:
     """Weights rescaled so that the largest is 1 (no overflow, -inf -> 0)."""
     lw = log_weights.astype(fp.float_dtype)
     return jnp.exp(lw - jnp.max(lw))
 
 
-# Weyl increment and finaliser multipliers of a bijective integer hash, per width (lowbias32, splitmix64).
-_HASH = {
-    32: (0x9E3779B9, (16, 0x7FEB352D, 15, 0x846CA68B, 16)),
-    64: (0x9E3779B97F4A7C15, (30, 0xBF58476D1CE4E5B9, 27, 0x94D049BB133111EB, 31)),
-}
+# Weyl increments (2^W / golden ratio, odd) per integer width
+_WEYL = {32: 0x9E3779B9, 64: 0x9E3779B97F4A7C15}
 
 
 def _dither(key: jax.Array, n: int, fp: _FixedPoint) -> jax.Array:
     """``n`` uniforms in ``[0, 1)``, each exactly uniform on a grid of ``2^-24`` (float64: ``2^-53``).
 
-    A random seed plus a Weyl sequence over the index, then a bijective hash: for each index the result
-    is a bijection of the uniform seed, hence uniform; the hash only decorrelates neighbours. One
-    random word instead of ``n``, fused into the quantisation pass.
+    One random word ``s`` and a Weyl sequence ``s + i * phi`` (mod ``2^W``) over the index: for each
+    index the result is a bijection of the uniform ``s``, hence uniform, which is all the rounding's
+    unbiasedness needs (neighbours are correlated, in a low-discrepancy way that only makes the total
+    rounding error smaller). One multiply-add per particle instead of a PRNG pass or a hash.
     """
     width = 8 * fp.uint_dtype.itemsize
-    step, (s1, m1, s2, m2, s3) = _HASH[width]
-    u = fp.uint_dtype.type
-    x = jnp.arange(n, dtype=fp.uint_dtype) * u(step) + jax.random.bits(key, (), fp.uint_dtype)
-    x = (x ^ (x >> s1)) * u(m1)
-    x = (x ^ (x >> s2)) * u(m2)
-    x = x ^ (x >> s3)
+    x = jnp.arange(n, dtype=fp.uint_dtype) * fp.uint_dtype.type(_WEYL[width]) + jax.random.bits(key, (), fp.uint_dtype)
     mantissa = jnp.finfo(fp.float_dtype).nmant + 1
     return (x >> (width - mantissa)).astype(fp.float_dtype) * (2.0**-mantissa)
 
@@ -194,7 +193,7 @@ def _divide(c: jax.Array, num: int, total: jax.Array, fp: _FixedPoint) -> tuple[
 
 def _invert(key: jax.Array, q: jax.Array, num: int, fp: _FixedPoint) -> jax.Array:
     """``num`` independent draws of ``i`` with probability ``q_i / sum q`` (never one with ``q_i = 0``)."""
-    cdf = jnp.cumsum(q)
+    cdf = _prefix_sum(q)
     v = _uniform_below(key, (num,), cdf[-1], fp)
     idx = jnp.searchsorted(cdf, v, side="right")
     return jnp.minimum(idx, q.shape[0] - 1).astype(jnp.int32)
@@ -217,15 +216,17 @@ def _ancestors_from_ends(ends: jax.Array, num: int) -> jax.Array:
     any particle (only when the ends stop short of ``num``) map to the last particle.
     """
     ends = jnp.clip(ends, 0, num).astype(jnp.int32)
-    starts_here = jnp.zeros((num + 1,), jnp.int32).at[ends].add(1)
-    idx = jnp.cumsum(starts_here[:num])
+    # in bounds by the clip: promising it lets XLA drop the per-element bounds check (about 20% of
+    # this scatter's time on CPU at N = 10^6)
+    starts_here = jnp.zeros((num + 1,), jnp.int32).at[ends].add(1, mode="promise_in_bounds")
+    idx = _prefix_sum(starts_here[:num])
     return jnp.minimum(idx, ends.shape[0] - 1).astype(jnp.int32)
 
 
 def _slot_division(key: jax.Array, log_weights: jax.Array, num: int):
     """``(k, r, T, fp)``: ``num * C_i = k_i * T + r_i`` for the fixed-point CDF ``C`` of the weights."""
     fp = _fixed_point(log_weights.dtype, num)
-    cdf = jnp.cumsum(_quantise(key, _weights(log_weights, fp), fp))
+    cdf = _prefix_sum(_quantise(key, _weights(log_weights, fp), fp))
     total = cdf[-1]
     k, r = _divide(cdf, num, total, fp)
     return k, r, total, fp
@@ -259,7 +260,7 @@ def systematic(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
 
 def _counts_to_ancestors(counts: jax.Array, num: int) -> jax.Array:
     """Turn offspring counts (summing to ``num``) into sorted ancestor indices of length ``num``."""
-    return _ancestors_from_ends(jnp.cumsum(counts), num)
+    return _ancestors_from_ends(_prefix_sum(counts), num)
 
 
 def _expected_counts(key: jax.Array, log_weights: jax.Array, num: int):

@@ -104,8 +104,8 @@ def test_fk_sum_potential_is_exact_on_a_short_chain():
 def test_chain_matches_closed_form(bimodal):
     """The 400-step chain is close enough to the continuous-time law for the closed-form references."""
     exact = data_mixture(bimodal).tilt_linear([1.0], 0.35)
-    res = smcflow.scale(bimodal, linear([1.0]), jax.random.key(3), n_particles=2**14, method="importance",
-                        beta=0.35, n_runs=8)
+    res = smcflow.scale(bimodal, linear([1.0]), jax.random.key(3), n_particles=2**12, method="importance",
+                        beta=0.35, n_runs=RUNS)
     x = np.asarray(res.particles)[..., 0]
     assert_mean_close(_weighted(res, x > 0), exact.weights[1], "chain: right-mode weight")
     assert_mean_close(np.mean(x > 0, axis=1), 0.5, "chain: untilted right-mode mass")
