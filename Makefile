@@ -7,7 +7,7 @@ PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.smcflow-installed
 OUT ?= out/demo
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-all bench install clean
 
 install: $(STAMP)
 
@@ -23,6 +23,9 @@ demo: $(STAMP)
 	$(BIN)/smcflow demo --out $(OUT)
 
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m "not slow"
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2
 
 bench: $(STAMP)

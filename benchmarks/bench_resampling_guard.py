@@ -13,8 +13,9 @@ now quantises the weights to fixed-point integers and takes an exact integer ``c
    * ``float32 cumsum (unsafe)``      - ``cumsum(exp(lw - max))`` divided by its last entry;
    * ``cumsum + running max (old)``   - the previous guard: the same, then ``associative_scan(maximum)``
                                         over the positive-weight positions;
-   * ``fixed-point cumsum (new)``     - int32 ``cumsum`` of ``q = w * 2^30 / sum w`` rounded down or up
-                                        at random (a hashed dither, no PRNG pass);
+   * ``fixed-point cumsum (new)``     - int32 prefix sum (``associative_scan``: exact for integers in any
+                                        order) of ``q = w * 2^30 / sum w`` rounded down or up at random
+                                        (a Weyl-sequence dither, no PRNG pass);
 
 2. a whole systematic resample (``num = N``): ``unguarded`` (raw float ``cumsum``, the hand-written
    filter's resampler), ``old`` (running-max guard, the previous built-in) and ``new`` (the built-in);
@@ -79,10 +80,10 @@ def cdf_old_guard(log_weights):
 
 
 def cdf_fixed_point(log_weights, key=jax.random.key(0)):
-    """The current smcflow CDF: integer ``cumsum`` of the fixed-point weights (stochastically rounded),
+    """The current smcflow CDF: integer prefix sum of the fixed-point weights (stochastically rounded),
     read as a float CDF like the other two (the schemes read it through an exact integer division)."""
     fp = resampling._fixed_point(log_weights.dtype)
-    cdf = jnp.cumsum(resampling._quantise(key, resampling._weights(log_weights, fp), fp))
+    cdf = resampling._prefix_sum(resampling._quantise(key, resampling._weights(log_weights, fp), fp))
     return cdf.astype(jnp.float32) / cdf[-1].astype(jnp.float32)
 
 

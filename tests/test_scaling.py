@@ -65,7 +65,7 @@ EXACT_1D = {
 }
 
 
-@pytest.mark.parametrize("beta", [0.35, 1.0])
+@pytest.mark.parametrize("beta", [pytest.param(0.35, marks=pytest.mark.slow), 1.0])
 @pytest.mark.parametrize("label", list(EXACT_1D))
 def test_exact_methods_recover_tilted_bimodal(bimodal, label, beta):
     method, config = EXACT_1D[label]
@@ -85,6 +85,7 @@ def test_resampling_happens_under_a_sharp_tilt(bimodal):
     assert np.asarray(res.smc.resampled).sum(axis=1).min() >= 3
 
 
+@pytest.mark.slow
 def test_fk_sum_potential_is_exact_on_a_short_chain():
     """Sum potentials weight paths by exp(beta sum_k rhat_k) before the final correction: exact but
     high-variance, so they are checked on a short grid against that same chain's importance reference."""
@@ -101,6 +102,7 @@ def test_fk_sum_potential_is_exact_on_a_short_chain():
     assert_unbiased_evidence(res.log_evidence, ref_log_z, "fk sum")
 
 
+@pytest.mark.slow
 def test_chain_matches_closed_form(bimodal):
     """The 400-step chain is close enough to the continuous-time law for the closed-form references."""
     exact = data_mixture(bimodal).tilt_linear([1.0], 0.35)
@@ -111,6 +113,7 @@ def test_chain_matches_closed_form(bimodal):
     assert_mean_close(np.mean(x > 0, axis=1), 0.5, "chain: untilted right-mode mass")
 
 
+@pytest.mark.slow
 def test_quadratic_reward_2d():
     sampler = mixture_diffusion(weights=[0.3, 0.7], means=[[-1.5, 1.0], [1.5, -0.5]],
                                 covs=[[[0.3, 0.1], [0.1, 0.2]], [[0.2, -0.05], [-0.05, 0.4]]], n_steps=300)
@@ -131,6 +134,7 @@ def test_quadratic_reward_2d():
         assert_unbiased_evidence(res.log_evidence, exact.log_normaliser, f"2-D quadratic, {method}")
 
 
+@pytest.mark.slow
 def test_linear_reward_8d():
     d = 8
     means = np.stack([np.full(d, -1.0), np.full(d, 1.0)])
