@@ -334,16 +334,7 @@ def _timed(e: Entry, seed: int) -> tuple[float, float]:
 
 
 def run_benchmark(args, ys: np.ndarray, log=print) -> list[Entry]:
-    import smcflow
-
-    resampler = "systematic"
-    try:
-        smcflow.validation.resolve_resampler(resampler)
-    except AttributeError as exc:  # plugin registry not available in this checkout
-        log(f"# resampler='systematic' unavailable ({exc}); passing smcflow.resampling.systematic")
-        resampler = smcflow.resampling.systematic
-
-    smc_fn = build_smcflow(ys, resampler)
+    smc_fn = build_smcflow(ys, "systematic")
     hand_fn = build_handwritten(ys)
     search_fn = build_handwritten(ys, ancestors="searchsorted") if args.variants else None
     probe_fn = build_prng_probe() if not args.no_prng_probe else None

@@ -26,7 +26,7 @@ print(f"t= 0  y={float(ys[0]):+.2f}  filtering mean {float(jnp.sum(jnp.exp(state
 for t in range(T - 1):
     buffer = buffer.at[t + 1].set(ys[t + 1])  # y_{t+1} arrives
     # compiled once: the model's array leaves (the buffer) are arguments, its functions static
-    state, info = smcflow.step(smcflow.bootstrap_filter(lg.ssm, buffer), state, jax.random.fold_in(k_steps, t), t)
+    state, info = smcflow.step(smcflow.bootstrap_filter(lg.ssm, buffer), state, k_steps, t)
     if (t + 1) % 10 == 0:
         mean = float(jnp.sum(jnp.exp(state.log_weights) * state.particles))
         print(f"t={t + 1:2d}  y={float(ys[t + 1]):+.2f}  filtering mean {mean:+.2f}  ESS {float(info.ess):7.1f}"

@@ -66,8 +66,7 @@ def _single_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunCo
     summary0 = cfg.summary(state.particles, state.log_weights) if cfg.summary is not None else None
 
     def body(state: SMCState, t: jax.Array):
-        state, info = advance(model, state, jax.random.fold_in(k_steps, t), t, cfg.resampler, ess_threshold,
-                              cfg.schedule)
+        state, info = advance(model, state, k_steps, t, cfg.resampler, ess_threshold, cfg.schedule)
         out = {"ess": info.ess, "resampled": info.resampled, "log_evidence_increments": info.log_evidence_increment}
         if cfg.keep_ancestors:
             out["ancestors"] = info.ancestors
@@ -158,7 +157,7 @@ def run(
         k_init, k_steps = jax.random.split(key)
         state = init_state(model, k_init, n_particles)
         for t in range(model.n_steps):
-            state, info = step(model, state, jax.random.fold_in(k_steps, t), t, resampler=..., ...)
+            state, info = step(model, state, k_steps, t, resampler=..., ...)
 
     Returns:
       :class:`SMCResult`.
@@ -230,7 +229,8 @@ def step(
     Args:
       model: the Feynman-Kac model.
       state: the state at time ``t`` (from :func:`init_state` or a previous :func:`step`).
-      key: this step's PRNG key (split inside into a resampling and a move stream).
+      key: a PRNG key; the step draws from ``fold_in(key, 2t)`` (resampling) and ``fold_in(key, 2t + 1)``
+        (the move), so the same key may serve every step of a run (as in :func:`run`).
       t: the move's index ``0 .. n_steps - 1`` (int or traced int32).
       resampler, ess_threshold, schedule: as in :func:`run`; schedules speak of times, so "resample at
         time s" happens in the step with ``t = s - 1``.

@@ -68,6 +68,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .prng import streams
+
 Resampler = Callable[[jax.Array, jax.Array, int], jax.Array]
 
 __all__ = [
@@ -201,7 +203,7 @@ def _invert(key: jax.Array, q: jax.Array, num: int, fp: _FixedPoint) -> jax.Arra
 
 def multinomial(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     """Independent draws from the categorical distribution ``W``."""
-    key_round, key_draw = jax.random.split(key)
+    key_round, key_draw = streams(key, 2)
     fp = _fixed_point(log_weights.dtype)
     return _invert(key_draw, _quantise(key_round, _weights(log_weights, fp), fp), num, fp)
 
@@ -239,7 +241,7 @@ def stratified(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     Slot end of particle ``i`` (the number of points below ``C_i``): with ``num*C_i = k*T + r`` every
     stratum below ``k`` lies under ``C_i`` and stratum ``k`` does when ``u_k < r``.
     """
-    key_round, key_draw = jax.random.split(key)
+    key_round, key_draw = streams(key, 2)
     k, r, total, fp = _slot_division(key_round, log_weights, num)
     u = _uniform_below(key_draw, (num,), total, fp)
     ends = k + (u[jnp.minimum(k, num - 1)] < r)
@@ -252,7 +254,7 @@ def systematic(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     Slot end of particle ``i``: ``#{j : (j + U)/num < C_i/T} = k + [u < r]`` with ``num*C_i = k*T + r``
     and the integer uniform ``u`` in ``[0, T)`` (``U = u / T``), i.e. ``ceil(num*C_i/T - U)``.
     """
-    key_round, key_draw = jax.random.split(key)
+    key_round, key_draw = streams(key, 2)
     k, r, total, fp = _slot_division(key_round, log_weights, num)
     u = _uniform_below(key_draw, (), total, fp)
     return _ancestors_from_ends(k + (u < r), num)
@@ -277,7 +279,7 @@ def _expected_counts(key: jax.Array, log_weights: jax.Array, num: int):
 
 def residual(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     """``floor(num*W_i)`` deterministic copies, the remainder drawn multinomially from the residuals."""
-    key_round, key_round_rest, key_draw = jax.random.split(key, 3)
+    key_round, key_round_rest, key_draw = streams(key, 3)
     counts, frac, _, fp = _expected_counts(key_round, log_weights, num)
     n_fixed = jnp.sum(counts)
     fixed = _counts_to_ancestors(counts, num)
@@ -299,7 +301,7 @@ def ssp(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     carried one is exactly 0 or 1 and the counts add up to ``num``; a zero fraction is never carried
     on, so a zero weight gets no offspring.
     """
-    key_round, key_pair = jax.random.split(key)
+    key_round, key_pair = streams(key, 2)
     counts, frac, total, fp = _expected_counts(key_round, log_weights, num)
     n = log_weights.shape[0]
     u = jax.random.uniform(key_pair, (n,), dtype=fp.float_dtype)
@@ -337,7 +339,7 @@ def killing(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
     n = log_weights.shape[0]
     if num != n:
         raise ValueError(f"killing resampling needs num == N, got num={num}, N={n}")
-    key_keep, key_round, key_draw = jax.random.split(key, 3)
+    key_keep, key_round, key_draw = streams(key, 3)
     fp = _fixed_point(log_weights.dtype)
     w = _weights(log_weights, fp)  # max is 1, so w is W_i / max W
     keep = jax.random.uniform(key_keep, (n,), dtype=fp.float_dtype) < w

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from .prng import streams
+
 __all__ = ["StateSpaceModel", "bootstrap_filter", "guided_filter", "BootstrapFilter", "GuidedFilter"]
 
 Distribution = Any  # numpyro.distributions.Distribution
@@ -84,7 +86,7 @@ class StateSpaceModel:
 
         def body(x, inputs):
             t, k = inputs
-            kx, ky = jax.random.split(k)
+            kx, ky = streams(k, 2)
             x = self.transition(x, t).sample(kx)
             return x, (x, self.observation(x, t).sample(ky))
 

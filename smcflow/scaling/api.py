@@ -24,7 +24,7 @@ from ..engine import run
 from ..errors import Failure, report_failures
 from ..kernel import record_failure
 from ..resampling import systematic
-from ..result import SMCResult  # noqa: F401  (documented type of ScaleResult.smc)
+from ..result import SMCResult
 from ..validation import check_key, check_n_particles
 from .steer import sampler_output
 
@@ -236,16 +236,17 @@ def scale(
     event_shape = check_components(sampler, reward, n_particles)
     model = method.build(sampler, reward, beta)
     key_run, key_final = jax.random.split(key)
-    traced = isinstance(beta, jax.core.Tracer) or any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(model))
     start = time.perf_counter()
     with warnings.catch_warnings():  # failures are reported below with the components named
         warnings.simplefilter("ignore", RuntimeWarning)
         smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", **method.run_options)
 
+    traced = isinstance(smc.log_weights, jax.core.Tracer)  # under the user's jit / vmap
     weighted = bool(getattr(method, "weighted", True))
     rewards = smc.particles.aux.value
-    # unweighted methods never pass the reward to the engine's screen: check it here
-    bad_reward = jnp.where(jnp.any(jnp.isnan(rewards), axis=-1), Failure.POTENTIAL_NAN, Failure.NONE)
+    # unweighted methods never pass the reward to the engine's screen: check live particles here
+    live = ~jnp.isneginf(smc.log_weights)
+    bad_reward = jnp.where(jnp.any(jnp.isnan(rewards) & live, axis=-1), Failure.POTENTIAL_NAN, Failure.NONE)
     failure, failure_time = record_failure(smc.failure, smc.failure_time, bad_reward, model.n_steps)
     smc = dataclasses.replace(smc, failure=failure, failure_time=failure_time)
     names = f"sampler {component_name(sampler, 'sampler')!r}, reward {component_name(reward, 'reward')!r}, method {method.name!r}"
@@ -253,7 +254,6 @@ def scale(
                     hint=" Pass errors='flag' to get the result with failure codes (result.smc.failure).")
 
     mode = "best" if getattr(method, "pick_best", False) else ("resample" if weighted else "all")
-
     pick = lambda k, lw, r: _pick(k, lw, r, mode)  # noqa: E731
     if n_runs is None:
         idx = pick(key_final, smc.log_weights, rewards)
