@@ -117,9 +117,20 @@ def _fixed_point(dtype, num: int | None = None) -> _FixedPoint:
 
 
 def _prefix_sum(a: jax.Array) -> jax.Array:
-    """Inclusive prefix sum of integers: exact in any order, so the parallel ``associative_scan`` is
-    used (on CPU about 3x faster than ``jnp.cumsum``, which XLA lowers to a windowed reduction)."""
+    """Inclusive prefix sum of integers held in memory (a scatter's output): exact in any order, so the
+    parallel ``associative_scan`` is used (on CPU about 3x faster than ``jnp.cumsum``, which XLA lowers
+    to a windowed reduction, at N = 10^6)."""
     return lax.associative_scan(jnp.add, a)
+
+
+def _cdf(q: jax.Array) -> jax.Array:
+    """Integer CDF of the quantised weights with ``jnp.cumsum``, which reads ``q`` once.
+
+    ``associative_scan`` reads its input through several strided slices, and XLA fuses the whole
+    computation of ``q`` (weights, dither, the PRNG words) into each of them: with philox or
+    threefry4x32 keys, whose rounds are straight-line code, that made the resampler 5x slower.
+    """
+    return jnp.cumsum(q)
 
 
 def _weights(log_weights: jax.Array, fp: _FixedPoint) -> jax.Array:
@@ -195,7 +206,7 @@ def _divide(c: jax.Array, num: int, total: jax.Array, fp: _FixedPoint) -> tuple[
 
 def _invert(key: jax.Array, q: jax.Array, num: int, fp: _FixedPoint) -> jax.Array:
     """``num`` independent draws of ``i`` with probability ``q_i / sum q`` (never one with ``q_i = 0``)."""
-    cdf = _prefix_sum(q)
+    cdf = _cdf(q)
     v = _uniform_below(key, (num,), cdf[-1], fp)
     idx = jnp.searchsorted(cdf, v, side="right")
     return jnp.minimum(idx, q.shape[0] - 1).astype(jnp.int32)
@@ -228,7 +239,7 @@ def _ancestors_from_ends(ends: jax.Array, num: int) -> jax.Array:
 def _slot_division(key: jax.Array, log_weights: jax.Array, num: int):
     """``(k, r, T, fp)``: ``num * C_i = k_i * T + r_i`` for the fixed-point CDF ``C`` of the weights."""
     fp = _fixed_point(log_weights.dtype, num)
-    cdf = _prefix_sum(_quantise(key, _weights(log_weights, fp), fp))
+    cdf = _cdf(_quantise(key, _weights(log_weights, fp), fp))
     total = cdf[-1]
     k, r = _divide(cdf, num, total, fp)
     return k, r, total, fp
@@ -262,7 +273,7 @@ def systematic(key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
 
 def _counts_to_ancestors(counts: jax.Array, num: int) -> jax.Array:
     """Turn offspring counts (summing to ``num``) into sorted ancestor indices of length ``num``."""
-    return _ancestors_from_ends(_prefix_sum(counts), num)
+    return _ancestors_from_ends(_cdf(counts), num)
 
 
 def _expected_counts(key: jax.Array, log_weights: jax.Array, num: int):
