@@ -138,7 +138,8 @@ def test_unbiasedness_check_catches_overwritten_weights(threshold, overwritten_w
         assert_unbiased_evidence(res.log_evidence, log_z, f"overwritten weights, threshold {threshold}")
 
 
-@pytest.mark.parametrize("schedule", ["always", "never", 3, [2, 5, 6]])
+@pytest.mark.parametrize("schedule", ["always", pytest.param("never", marks=pytest.mark.slow),
+                                      pytest.param(3, marks=pytest.mark.slow), [2, 5, 6]])
 def test_evidence_unbiased_under_fixed_schedules(schedule):
     model = smcflow.plugins.get("model", "linear_gaussian", rho=0.8, sigma_x=1.0, sigma_y=1.0)
     _, ys = model.simulate(jax.random.key(8), 10)
@@ -153,7 +154,9 @@ def test_evidence_unbiased_under_fixed_schedules(schedule):
     assert_unbiased_evidence(res.log_evidence, model.log_likelihood(ys), f"schedule {schedule}")
 
 
-@pytest.mark.parametrize("scheme", ["multinomial", "systematic", "stratified", "residual", "ssp", "killing"])
+# each scheme's offspring means are checked directly in test_resampling.py; here, in a whole filter
+@pytest.mark.parametrize("scheme", ["systematic"] + [pytest.param(s, marks=pytest.mark.slow) for s in
+                                                     ("multinomial", "stratified", "residual", "ssp", "killing")])
 def test_every_resampler_gives_unbiased_evidence(scheme, lg1):
     model, ys = lg1
     res = smcflow.run(smcflow.bootstrap_filter(model.ssm, ys[:15]), jax.random.key(11), 512, n_runs=N_RUNS, resampler=scheme)

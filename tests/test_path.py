@@ -208,7 +208,7 @@ def _zero_reward_model(kind, cls=smcflow.PathModel):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("schedule", ["never", "adaptive"])
+@pytest.mark.parametrize("schedule", [pytest.param("never", marks=pytest.mark.slow), "adaptive"])
 def test_guidance_with_zero_reward_is_undone(kind, schedule):
     """With r = 0 any guidance is fully undone by the weights: E[Z_hat] = E[W] = 1, also for a
     state-dependent matrix diffusion."""

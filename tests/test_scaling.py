@@ -65,24 +65,29 @@ EXACT_1D = {
 }
 
 
-@pytest.mark.parametrize("beta", [pytest.param(0.35, marks=pytest.mark.slow), 1.0])
-@pytest.mark.parametrize("label", list(EXACT_1D))
+# the default suite runs these at beta = 1 (a sharp tilt: resampling happens); the others are slow
+DEFAULT_1D = {"urge (no guidance)", "urge (reward gradient)", "urge (constant guidance)", "fk (max)",
+              "fk (difference, tempered (k/K)^2)", "importance"}
+
+
+CASES_1D = [pytest.param(label, beta, id=f"{label}-{beta}",
+                         marks=() if beta == 1.0 and label in DEFAULT_1D else pytest.mark.slow)
+            for label in EXACT_1D for beta in (0.35, 1.0)]
+
+
+@pytest.mark.parametrize("label,beta", CASES_1D)
 def test_exact_methods_recover_tilted_bimodal(bimodal, label, beta):
     method, config = EXACT_1D[label]
     exact = data_mixture(bimodal).tilt_linear([1.0], beta)
     res = smcflow.scale(bimodal, linear([1.0]), jax.random.key(7), n_particles=256, method=method, beta=beta,
                         n_runs=RUNS, **config)
     assert res.exact
+    if beta == 1.0 and method != "importance":  # the weights are tested through resampling, not only IS
+        assert np.asarray(res.smc.resampled).sum(axis=1).min() >= 3
     x = np.asarray(res.particles)[..., 0]
     assert_mean_close(_weighted(res, x > 0), exact.weights[1], f"{label}: right-mode weight")
     assert_mean_close(_weighted(res, x), exact.mean[0], f"{label}: tilted mean")
     assert_unbiased_evidence(res.log_evidence, exact.log_normaliser, label)
-
-
-def test_resampling_happens_under_a_sharp_tilt(bimodal):
-    """The beta = 1 cases above exercise resampling (otherwise they would only test importance weights)."""
-    res = smcflow.scale(bimodal, linear([1.0]), jax.random.key(7), n_particles=256, method="fk", beta=1.0, n_runs=4)
-    assert np.asarray(res.smc.resampled).sum(axis=1).min() >= 3
 
 
 @pytest.mark.slow
@@ -151,6 +156,7 @@ def test_linear_reward_8d():
         assert_unbiased_evidence(res.log_evidence, exact.log_normaliser, f"8-D, {method}")
 
 
+@pytest.mark.slow
 def test_non_differentiable_indicator(bimodal):
     reward = indicator([1.0], 1.0)  # r(x) = 1{x > 1}
     exact = data_mixture(bimodal).tilt_halfspace([1.0], 1.0, beta=2.0)
@@ -161,8 +167,11 @@ def test_non_differentiable_indicator(bimodal):
         assert_mean_close(_weighted(res, x > 1.0), exact.mass_in, f"indicator, {method}: tilted mass of x > 1")
         assert_mean_close(_weighted(res, x), exact.mean[0], f"indicator, {method}: tilted mean")
         assert_unbiased_evidence(res.log_evidence, exact.log_normaliser, f"indicator, {method}")
+
+
+def test_gradient_guidance_refuses_a_non_differentiable_reward(bimodal):
     with pytest.raises(ValueError, match="not differentiable"):
-        smcflow.scale(bimodal, reward, jax.random.key(0), n_particles=8, method="twisted")
+        smcflow.scale(bimodal, indicator([1.0], 1.0), jax.random.key(0), n_particles=8, method="twisted")
 
 
 def test_zero_reward_undoes_guidance(bimodal):
