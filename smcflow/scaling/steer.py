@@ -22,7 +22,12 @@ exactly:
 A ramp ``lambda_k = (k / K)^p`` may multiply ``phi_k`` (``tempering = p``) and ``g`` may be clipped; for
 *any* guidance ``g``, potential and ramp the weighted particles target ``p(x_K) exp(beta r(x_K)) / Z`` for
 the law ``p`` of the discretised reference chain, and ``exp(log Z_hat)`` is unbiased for
-``Z = E_p[exp(beta r)]``. A reward of ``-inf`` (a hard constraint) kills the particle.
+``Z = E_p[exp(beta r)]``. A reward of ``-inf`` (a hard constraint) kills the particle. Exactness needs
+the intermediate potentials finite wherever the target has mass: with ``-inf`` rewards, a path whose
+*denoised estimate* breaks the constraint at some ``t_k`` dies even if its end would keep it, so the
+weights then target the paths that keep the constraint at every grid point (and ``log Z_hat`` is
+lower). For a terminal-only hard constraint use ``potential="none"`` (``importance``) or a reward
+that is finite before the end.
 
 :class:`GreedyValueSearch` is the SVDD-style baseline: at each step every particle draws several
 candidate reference moves and keeps the one whose denoised estimate has the highest reward. It has no
@@ -69,6 +74,12 @@ class SteerAux(NamedTuple):
     estimate: jax.Array
     value: jax.Array
     statistic: jax.Array
+
+
+def _times(scale: jax.Array, value: jax.Array) -> jax.Array:
+    """``scale * value`` with ``0 * (-inf) = 0``: a zero weight (``beta = 0``, or the ramp at ``k = 0``)
+    ignores a hard constraint instead of producing NaN."""
+    return jnp.where(scale == 0, 0.0, scale * value).astype(value.dtype)
 
 
 def _initial_statistic(potential: str, n: int, dtype) -> jax.Array:
@@ -183,14 +194,14 @@ class SteeredDiffusion(PathFeynmanKac):
             guidance = clip_norm(guidance, self.guidance_clip)
         start = _initial_statistic(self.potential, x.shape[0], x.dtype) if previous is None else previous.aux.statistic
         statistic = _update_statistic(self.potential, start, value)
-        log_potential = jnp.zeros_like(value) if self.potential == "none" else ramp * self.beta * statistic
+        log_potential = jnp.zeros_like(value) if self.potential == "none" else _times(ramp * self.beta, statistic)
         return PathPoint(x, drift, guidance, None, log_potential, SteerAux(estimate, value, statistic))
 
     def terminal(self, x: jax.Array, previous: Optional[PathPoint]) -> tuple[jax.Array, SteerAux]:
         """``phi_K = beta r(output(x_K))`` exactly."""
         estimate = sampler_output(self.sampler, x)
         value = self.reward(estimate).astype(x.dtype)
-        return self.beta * value, SteerAux(estimate, value, previous.aux.statistic)
+        return _times(self.beta, value), SteerAux(estimate, value, previous.aux.statistic)
 
 
 @jax.tree_util.register_dataclass
