@@ -82,7 +82,9 @@ def test_exact_methods_recover_tilted_bimodal(bimodal, label, beta):
     res = smcflow.scale(bimodal, linear([1.0]), jax.random.key(7), n_particles=256, method=method, beta=beta,
                         n_runs=RUNS, **config)
     assert res.exact
-    if beta == 1.0 and method == "fk":  # the weights are tested through resampling, not only as IS
+    if beta == 1.0 and method == "fk" and config.get("potential") != "max":
+        # the weights are tested through resampling, not only as IS (running-max potentials change
+        # too rarely on this grid for the ESS to fall below the threshold)
         assert np.asarray(res.smc.resampled).sum(axis=1).mean() >= 1
     x = np.asarray(res.particles)[..., 0]
     assert_mean_close(_weighted(res, x > 0), exact.weights[1], f"{label}: right-mode weight")
