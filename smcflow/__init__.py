@@ -7,8 +7,8 @@ What a user needs is here:
 * models: :class:`StateSpaceModel` with :func:`bootstrap_filter` / :func:`guided_filter` (numpyro
   distributions), and :class:`PathModel` (Euler-Maruyama paths with exact Girsanov weights);
 * :func:`scale`: inference-time scaling of diffusion samplers by a reward (URGE and baselines);
-* results: :class:`SMCResult`, :class:`ScaleResult`; errors: :class:`SMCNumericalError`,
-  :class:`ModelShapeError`, :class:`Failure`;
+* results: :class:`SMCResult`, :class:`ScaleResult` and :func:`diagnose` (did the run work?);
+  errors: :class:`SMCNumericalError`, :class:`ModelShapeError`, :class:`Failure`;
 * :mod:`smcflow.plugins` (the pluggy registry; nothing is loaded until it is used),
   :mod:`smcflow.resampling`, :mod:`smcflow.weights`.
 
@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import plugins, resampling, weights
 from .contracts import FeynmanKac
+from .diagnostics import Diagnosis, diagnose
 from .engine import init_state, run, step
 from .errors import Failure, ModelShapeError, SMCNumericalError
 from .kernel import SMCState, StepInfo
@@ -47,6 +48,8 @@ __all__ = [
     "StepInfo",
     "FeynmanKac",
     "SMCResult",
+    "diagnose",
+    "Diagnosis",
     "scale",
     "ScaleResult",
     "StateSpaceModel",

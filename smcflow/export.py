@@ -16,6 +16,9 @@ variable                   dims                meaning
 ``resampled``              chain, time         resampling happened just before time t
 ``log_evidence_increment`` chain, time         log Z_t - log Z_{t-1}
 ``failure``                chain               numerical failure code (0: none)
+``failure_time``           chain               time of that failure (-1: none)
+``particle_log_weight``    chain, particle     normalised log-weights of the final particles
+                                               themselves (what :func:`smcflow.diagnose` reads)
 =========================  ==================  ==================================================
 
 Note: arviz's own ``ess`` (autocorrelation along ``draw``) is not an SMC effective sample size;
@@ -82,9 +85,12 @@ def _build(posterior: dict, dims: dict, draw_log_weights: Any, result: Any, attr
         {
             "log_evidence": (["chain"], log_evidence),
             "failure": (["chain"], np.asarray(res.failure)),
+            "failure_time": (["chain"], np.asarray(res.failure_time)),
+            "particle_log_weight": (["chain", "particle"], np.asarray(res.log_weights)),
             **{name: (["chain", "time"], value) for name, value in per_time.items()},
         },
-        coords={"chain": np.arange(log_evidence.shape[0]), "time": np.arange(per_time["ess"].shape[-1])},
+        coords={"chain": np.arange(log_evidence.shape[0]), "time": np.arange(per_time["ess"].shape[-1]),
+                "particle": np.arange(np.shape(res.log_weights)[-1])},
     )
     ds_stats = xr.merge([ds_stats, extra], compat="override", join="outer").assign_attrs(common)
     return az.InferenceData(posterior=ds_post, sample_stats=ds_stats)

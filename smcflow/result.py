@@ -69,6 +69,17 @@ class SMCResult:
         """Human-readable failure summary (empty string when none)."""
         return describe_failures(self.failure, self.failure_time, limit=len(self.failure.reshape(-1)))
 
+    def __repr__(self) -> str:
+        from .diagnostics import brief
+
+        return brief(self)
+
+    def summary(self) -> str:
+        """A readable diagnosis in a few lines (see :func:`smcflow.diagnose`)."""
+        from .diagnostics import diagnose
+
+        return diagnose(self).summary()
+
     # -- operations ------------------------------------------------------------------------------
     def resample(self, key: jax.Array, num: int | None = None, resampler: Any = "systematic") -> Any:
         """Equally weighted draws from the final weighted particles.

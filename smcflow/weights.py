@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["normalise_with_ess", "moments"]
+__all__ = ["normalise_with_ess", "moments", "weight_statistics"]
 
 
 def normalise_with_ess(log_weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -47,3 +47,17 @@ def moments(x, log_weights: jax.Array):
         "mean": jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair),
         "var": jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair),
     }
+
+
+def weight_statistics(x, log_weights: jax.Array) -> dict[str, jax.Array]:
+    """Largest normalised weight ``max_i W_i`` and weight entropy ``-sum_i W_i log W_i`` (nats).
+
+    Equal weights give ``1/N`` and ``log N``; one surviving particle gives ``1`` and ``0``. Suitable as
+    ``smcflow.run(..., summary=weight_statistics)``, so that :func:`smcflow.diagnose` can report both
+    at every time. ``x`` is ignored.
+    """
+    del x
+    log_w, _, _ = normalise_with_ess(log_weights)
+    w = jnp.exp(log_w)
+    entropy = -jnp.sum(jnp.where(w > 0, w * log_w, 0.0), axis=-1)
+    return {"max_weight": jnp.max(w, axis=-1), "entropy": entropy}

@@ -116,6 +116,17 @@ class ScaleResult:
         """``sum_i W_i values_i`` per run, for per-particle ``values`` of shape ``(..., N)``."""
         return jnp.sum(self.weights * values, axis=-1)
 
+    def __repr__(self) -> str:
+        from ..diagnostics import brief
+
+        return brief(self.smc, f"ScaleResult[{self.method}]")
+
+    def summary(self) -> str:
+        """A readable diagnosis in a few lines (see :func:`smcflow.diagnose`)."""
+        from ..diagnostics import diagnose
+
+        return diagnose(self).summary()
+
     def to_inference_data(self):
         """arviz ``InferenceData``: posterior ``x`` (= ``samples``) and ``reward``; SMC statistics in
         ``sample_stats``; method, beta and NFE in the attributes. See :mod:`smcflow.export`."""
