@@ -1,5 +1,8 @@
 """Command line interface: ``smcflow plugins [--json] [--strict]``,
-``smcflow demo [--out DIR] [--filter]``, ``smcflow --version``.
+``smcflow demo [--out DIR] [--filter]``, ``smcflow diagnose FILE.nc [--out DIR]``, ``smcflow --version``.
+
+Exit status of ``smcflow diagnose``: 0 when the diagnosis has no warning, 1 when it has one (the report
+is still written), 2 when the file cannot be read as an smcflow export.
 
 Exit status of ``smcflow plugins``: 0 when every plugin loaded; 1 when a plugin was skipped or one of
 its hooks failed (the listing is still printed, the failures go to stderr), and with ``--strict``
@@ -105,6 +108,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return result if isinstance(result, int) else 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    import arviz as az
+
+    from .diagnostics import diagnose
+
+    try:
+        idata = az.from_netcdf(args.file)
+        diagnosis = diagnose(idata)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"smcflow diagnose: cannot read {args.file!r} as an smcflow export: {exc}", file=sys.stderr)
+        return 2
+    print(diagnosis.summary())
+    if args.out is not None:
+        print(f"report: {diagnosis.report(args.out)}")
+    return 0 if diagnosis.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smcflow`` command."""
     from . import __version__
@@ -131,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--out", default=DEFAULT_DEMO_OUT, metavar="DIR",
                         help=f"output directory (default: {DEFAULT_DEMO_OUT})")
     p_demo.set_defaults(func=_cmd_demo)
+
+    p_diag = sub.add_parser(
+        "diagnose", help="diagnose a saved run (netCDF written by .to_inference_data().to_netcdf())",
+        epilog="exit status: 0 if no warning; 1 if the diagnosis has warnings; 2 if the file is unreadable.")
+    p_diag.add_argument("file", metavar="FILE.nc", help="an smcflow export in netCDF")
+    p_diag.add_argument("--out", default=None, metavar="DIR", help="also write PNG plots and index.html there")
+    p_diag.set_defaults(func=_cmd_diagnose)
     return parser
 
 

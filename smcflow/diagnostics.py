@@ -107,6 +107,8 @@ class Diagnosis:
     coalescence: np.ndarray | None = None  # (R,) latest single-ancestor time, -1 if none
     rhat: dict[str, float] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
+    final_log_weights: np.ndarray | None = field(default=None, repr=False)  # (R, N)
+    images: np.ndarray | None = field(default=None, repr=False)  # (n, H, W): scale samples that are images
 
     @property
     def n_runs(self) -> int:
@@ -157,6 +159,13 @@ class Diagnosis:
 
     def __repr__(self) -> str:
         return self.summary()
+
+    def report(self, out_dir: Any) -> Any:
+        """Write PNG plots and a self-contained ``index.html`` into ``out_dir`` (:mod:`smcflow.report`);
+        returns the page's path."""
+        from .report import write_report
+
+        return write_report(self, out_dir, log_weights=self.final_log_weights, images=self.images)
 
 
 # -- the quantities -------------------------------------------------------------------------------
@@ -288,7 +297,8 @@ def _runs(a: Any, has_runs: bool) -> np.ndarray:
     return a if has_runs else a[None]
 
 
-def _from_smc(result: Any, draws: dict[str, np.ndarray] | None, has_evidence: bool, source: str) -> Diagnosis:
+def _from_smc(result: Any, draws: dict[str, np.ndarray] | None, has_evidence: bool, source: str,
+              images: np.ndarray | None = None) -> Diagnosis:
     has_runs = result.n_runs is not None
     log_w = _runs(result.log_weights, has_runs).astype(np.float64)
     max_w, entropy = _final_weight_stats(log_w)
@@ -311,7 +321,7 @@ def _from_smc(result: Any, draws: dict[str, np.ndarray] | None, has_evidence: bo
         final_max_weight=max_w, final_entropy=entropy, pareto_khat=pareto_khat(log_w),
         max_weight=per_time.get("max_weight"), entropy=per_time.get("entropy"),
         distinct_ancestors=counts, coalescence=None if counts is None else _coalescence(counts),
-        rhat=_rhat(draws))
+        rhat=_rhat(draws), final_log_weights=log_w, images=images)
     return _with_findings(d)
 
 
@@ -325,12 +335,29 @@ def _from_inference_data(idata: Any) -> Diagnosis:
     failure = np.asarray(stats["failure"])
     failure_time = np.asarray(stats["failure_time"]) if "failure_time" in stats else np.full_like(failure, -1)
     draws = {name: np.asarray(idata.posterior[name]) for name in idata.posterior.data_vars}
+    images = _as_images(draws["x"], tuple(idata.posterior["x"].dims[2:])) if "x" in draws else None
     d = Diagnosis(
         source="InferenceData", n_particles=int(log_w.shape[1]), ess=np.asarray(stats["ess"], dtype=np.float64),
         resampled=np.asarray(stats["resampled"]).astype(bool),
         log_evidence=np.asarray(stats["log_evidence"], dtype=np.float64), failure=failure, failure_time=failure_time,
-        final_max_weight=max_w, final_entropy=entropy, pareto_khat=pareto_khat(log_w), rhat=_rhat(draws))
+        final_max_weight=max_w, final_entropy=entropy, pareto_khat=pareto_khat(log_w), rhat=_rhat(draws),
+        final_log_weights=log_w, images=images)
     return _with_findings(d)
+
+
+def _as_images(samples: np.ndarray | None, event_dims: tuple[str, ...], limit: int = 16) -> np.ndarray | None:
+    """Up to ``limit`` samples of run 0 as ``(n, H, W)`` images when they are images: a 2-D event, or a
+    square number of ``pixel`` s; else None."""
+    if samples is None:
+        return None
+    first = np.asarray(samples)[0, :limit]
+    event = first.shape[1:]
+    if len(event) == 2:
+        return first
+    side = math.isqrt(event[0]) if len(event) == 1 else 0
+    if tuple(event_dims) == ("pixel",) and side * side == event[0] and side >= 4:
+        return first.reshape(len(first), side, side)
+    return None
 
 
 def _with_findings(d: Diagnosis) -> Diagnosis:
@@ -350,7 +377,8 @@ def diagnose(result: Any) -> Diagnosis:
     if isinstance(result, ScaleResult):
         has_runs = result.smc.n_runs is not None
         draws = {"x": _runs(result.samples, has_runs), "reward": _runs(result.sample_rewards, has_runs)}
-        return _from_smc(result.smc, draws, result.has_evidence, f"scale({result.method})")
+        return _from_smc(result.smc, draws, result.has_evidence, f"scale({result.method})",
+                         images=_as_images(draws["x"], result.event_dims))
     if isinstance(result, SMCResult):
         return _from_smc(result, None, True, "SMCResult")
     if hasattr(result, "sample_stats") and hasattr(result, "posterior"):

@@ -197,3 +197,28 @@ def test_docs_snippet_runs():
     text = (Path(__file__).resolve().parents[1] / "docs" / "diagnostics.md").read_text()
     (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
     exec(compile(block, "docs/diagnostics.md", "exec"), {"__name__": "docs_diagnostics"})
+
+
+def test_report_and_cli_from_a_netcdf_export(tmp_path):
+    """Plots and a self-contained page from a result, and the same from its netCDF via the CLI."""
+    from smcflow.cli import main
+
+    anc = np.stack([np.arange(4)] * 2 + [np.ones(4, int)] + [np.arange(4)] * 3)
+    res = _result(np.random.default_rng(6).standard_normal((3, 4)), ess=np.full((3, 6), 4.0),
+                  log_evidence=[0.0, 0.1, -0.1], ancestors=np.stack([anc] * 3))
+    page = smcflow.diagnose(res).report(tmp_path / "direct")
+    names = {p.name for p in page.parent.iterdir()}
+    assert {"index.html", "ess.png", "weights.png", "genealogy.png", "log_evidence.png"} <= names
+    text = page.read_text()
+    assert text.count("data:image/png;base64,") == 4 and "share one ancestor at step 1" in text
+    assert "smcflow diagnosis of SMCResult" in text
+    path = tmp_path / "run.nc"
+    good = _result(np.zeros((4, 1024)), particles=np.random.default_rng(7).standard_normal((4, 1024, 1)))
+    good.to_inference_data().to_netcdf(path)
+    assert main(["diagnose", str(path), "--out", str(tmp_path / "cli")]) == 0
+    assert (tmp_path / "cli" / "index.html").exists()
+    heavy = _result(-np.log(np.random.default_rng(3).uniform(size=(2, 2_000))) / 0.8)
+    heavy.to_inference_data().to_netcdf(tmp_path / "heavy.nc")
+    assert main(["diagnose", str(tmp_path / "heavy.nc")]) == 1
+    (tmp_path / "junk.nc").write_text("not netcdf")
+    assert main(["diagnose", str(tmp_path / "junk.nc")]) == 2
