@@ -1,8 +1,10 @@
 """Command line interface: ``smcflow plugins [--json] [--strict]``,
-``smcflow demo [--out DIR] [--filter]``, ``smcflow diagnose FILE.nc [--out DIR]``, ``smcflow --version``.
+``smcflow demo [--out DIR] [--filter]``, ``smcflow diagnose FILE.nc [--out DIR]``,
+``smcflow new-plugin NAME [--dir DIR]``, ``smcflow --version``.
 
 Exit status of ``smcflow diagnose``: 0 when the diagnosis has no warning, 1 when it has one (the report
-is still written), 2 when the file cannot be read as an smcflow export.
+is still written), 2 when the file cannot be read as an smcflow export. ``smcflow new-plugin``: 0 when
+the package was written, 2 for a bad name or an existing directory.
 
 Exit status of ``smcflow plugins``: 0 when every plugin loaded; 1 when a plugin was skipped or one of
 its hooks failed (the listing is still printed, the failures go to stderr), and with ``--strict``
@@ -125,6 +127,18 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     return 0 if diagnosis.ok else 1
 
 
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from .scaffold import new_plugin
+
+    try:
+        root = new_plugin(args.name, args.dir)
+    except (ValueError, FileExistsError) as exc:
+        print(f"smcflow new-plugin: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {root}\nnext: pip install -e {root} && smcflow plugins && pytest {root / 'tests'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smcflow`` command."""
     from . import __version__
@@ -158,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_diag.add_argument("file", metavar="FILE.nc", help="an smcflow export in netCDF")
     p_diag.add_argument("--out", default=None, metavar="DIR", help="also write PNG plots and index.html there")
     p_diag.set_defaults(func=_cmd_diagnose)
+
+    p_new = sub.add_parser("new-plugin", help="write a ready-to-install plugin package with one component per kind",
+                           epilog="exit status: 0 if written; 2 for a bad name or an existing directory.")
+    p_new.add_argument("name", metavar="NAME", help="plugin name (lower-case letters, digits, underscores)")
+    p_new.add_argument("--dir", default=".", metavar="DIR", help="where to write smcflow-NAME/ (default: here)")
+    p_new.set_defaults(func=_cmd_new_plugin)
     return parser
 
 
