@@ -102,11 +102,14 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    if args.filter:
-        from . import filter_demo as demo  # imported lazily: it pulls in the whole stack
+    if args.filter:  # imported lazily: each demo pulls in the whole stack
+        from . import filter_demo
+
+        result = filter_demo.main(args.out)
     else:
         from . import demo
-    result = demo.main(args.out)
+
+        result = demo.main(args.out, progress=not args.no_progress)
     return result if isinstance(result, int) else 0
 
 
@@ -164,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run the particle-filter demonstration (linear-Gaussian model vs Kalman) instead")
     p_demo.add_argument("--out", default=DEFAULT_DEMO_OUT, metavar="DIR",
                         help=f"output directory (default: {DEFAULT_DEMO_OUT})")
+    p_demo.add_argument("--no-progress", action="store_true", help="no progress bars (scaling demo)")
     p_demo.set_defaults(func=_cmd_demo)
 
     p_diag = sub.add_parser(

@@ -95,7 +95,7 @@ def score_method(res, judge_probabilities) -> dict:
     }
 
 
-def main(out_dir: str | Path = "out/demo") -> int:
+def main(out_dir: str | Path = "out/demo", progress: bool = False) -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     judge_probabilities = _judge()
@@ -107,7 +107,7 @@ def main(out_dir: str | Path = "out/demo") -> int:
     results, scores = {}, {}
     for i, (label, method, n, options) in enumerate(CONFIGS):
         res = smcflow.scale(sampler, reward, jax.random.key(i), n_particles=n, method=method, beta=BETA,
-                            n_runs=N_RUNS, **options)
+                            n_runs=N_RUNS, progress=progress, **options)
         results[label], scores[label] = res, score_method(res, judge_probabilities)
     header = f"  {'method':<30} {'N':>3} {'NFE':>5} {'reward':>7} {'accuracy':>14} {'diversity':>9} {'ESS':>5} {'log Z':>8} {'time':>7}"
     print(header)

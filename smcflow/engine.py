@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from . import plugins
+from . import progress as progress_module
 from .errors import Failure, report_failures
 from .kernel import SMCState, StepInfo, advance, initial_state, nan_in_live_particles, record_failure
 from .resampling import BUILTIN_RESAMPLERS, Resampler
@@ -46,6 +47,7 @@ class RunConfig:
     keep_history: bool = False
     n_runs: int | None = None
     summary: Callable[[Any, jax.Array], Any] | None = None
+    progress_every: int = 0  # steps between progress-bar updates (0: no bar)
 
 
 def resolve_resampler(resampler: str | Resampler) -> Resampler:
@@ -67,6 +69,8 @@ def _single_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunCo
 
     def body(state: SMCState, t: jax.Array):
         state, info = advance(model, state, k_steps, t, cfg.resampler, ess_threshold, cfg.schedule)
+        if cfg.progress_every:
+            progress_module.report(t, cfg.progress_every, cfg.n_steps)
         out = {"ess": info.ess, "resampled": info.resampled, "log_evidence_increments": info.log_evidence_increment}
         if cfg.keep_ancestors:
             out["ancestors"] = info.ancestors
@@ -123,6 +127,7 @@ def run(
     keep_history: bool = False,
     summary: Callable[[Any, jax.Array], Any] | None = None,
     errors: str = "raise",
+    progress: bool = False,
 ) -> SMCResult:
     """Run SMC on a Feynman-Kac ``model`` with ``n_particles`` particles.
 
@@ -151,6 +156,8 @@ def run(
         potential, every particle dead, NaN in a live particle), also inside a user's ``jit``/``vmap``
         (as a ``JaxRuntimeError`` carrying the same message); ``"flag"`` returns the result with
         ``failure`` codes set (and warns at the top level).
+      progress: show a tqdm progress bar of the steps (updated about fifty times from inside the
+        compiled scan; off by default). Only for calls outside a user's ``jit``.
 
     Equivalent to stepping by hand (bitwise)::
 
@@ -170,6 +177,10 @@ def run(
     if n_runs is not None:
         n_runs = check_n_particles(n_runs, name="n_runs")
     n_steps = check_model(model, n_particles)
+    model_arrays, model_static = split_static(model)
+    # a run traced inside a user's jit executes after this call returns: no bar for it
+    progress = bool(progress) and not any(isinstance(leaf, jax.core.Tracer)
+                                          for leaf in jax.tree_util.tree_leaves((model_arrays, key)))
     cfg = RunConfig(
         n_particles=n_particles,
         n_steps=n_steps,
@@ -179,12 +190,13 @@ def run(
         keep_history=bool(keep_history),
         n_runs=n_runs,
         summary=summary,
+        progress_every=progress_module.updates_every(n_steps, progress),
     )
-    model_arrays, model_static = split_static(model)
     # Run keys are split outside the compiled program: XLA's CPU compiler can stall for minutes on a
     # split fused into the vmapped scan for some PRNG implementations (threefry4x32).
     keys = key if n_runs is None else jax.random.split(key, n_runs)
-    fields = _run_compiled(model_arrays, model_static, keys, jnp.asarray(ess_threshold), cfg=cfg)
+    with progress_module.bar(n_steps, "smcflow.run", progress):
+        fields = _run_compiled(model_arrays, model_static, keys, jnp.asarray(ess_threshold), cfg=cfg)
     result = SMCResult(**fields)
     report_failures(result.failure, result.failure_time, errors)
     return result

@@ -214,6 +214,7 @@ def scale(
     beta: Any = 1.0,
     n_runs: int | None = None,
     errors: str = "raise",
+    progress: bool = False,
     **method_config: Any,
 ) -> ScaleResult:
     """Steer ``sampler`` towards ``p(x) exp(beta r(x))`` with ``n_particles`` particles.
@@ -230,6 +231,7 @@ def scale(
       errors: ``"raise"`` (default) raises :class:`~smcflow.SMCNumericalError` naming the components
         when the reward or the weights fail (also under a user's jit); ``"flag"`` returns the result
         with ``smc.failure`` set.
+      progress: show a progress bar of the diffusion steps (off by default; on in ``smcflow demo``).
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
         ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``.
 
@@ -250,7 +252,8 @@ def scale(
     start = time.perf_counter()
     with warnings.catch_warnings():  # failures are reported below with the components named
         warnings.simplefilter("ignore", RuntimeWarning)
-        smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", **method.run_options)
+        smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", progress=progress,
+                  **method.run_options)
 
     traced = isinstance(smc.log_weights, jax.core.Tracer)  # under the user's jit / vmap
     weighted = bool(getattr(method, "weighted", True))
