@@ -3,7 +3,8 @@
 arviz treats draws as equally weighted, so the ``posterior`` group holds equally weighted draws: for
 an engine result, the particles *after a final resample*; for a :func:`smcflow.scale` result, its
 ``samples`` (the resampled particles, or the picked ones for ``best_of_n``). Dimension ``chain`` is the
-independent run, ``draw`` the draw. The weights and per-time statistics are kept in ``sample_stats``:
+independent run, ``draw`` the draw, ``step`` the SMC time index ``0..T``. The weights and per-step
+statistics are kept in ``sample_stats``:
 
 =========================  ==================  ==================================================
 variable                   dims                meaning
@@ -12,14 +13,18 @@ variable                   dims                meaning
                                                was copied from
 ``log_evidence``           chain               log Z estimate of the run (NaN when the method
                                                has none; then attribute ``evidence = "none"``)
-``ess``                    chain, time         ESS after reweighting at each time
-``resampled``              chain, time         resampling happened just before time t
-``log_evidence_increment`` chain, time         log Z_t - log Z_{t-1}
+``ess``                    chain, step         ESS after reweighting at each step
+``resampled``              chain, step         resampling happened just before step t
+``log_evidence_increment`` chain, step         log Z_t - log Z_{t-1}
 ``failure``                chain               numerical failure code (0: none)
 ``failure_time``           chain               time of that failure (-1: none)
 ``particle_log_weight``    chain, particle     normalised log-weights of the final particles
                                                themselves (what :func:`smcflow.diagnose` reads)
 =========================  ==================  ==================================================
+
+Provenance is in the attributes of every group: ``inference_library``, ``smcflow_version``,
+``plugins`` (the installed plugin distributions with their versions), and for ``scale`` results the
+method, ``beta``, NFE and exactness.
 
 Note: arviz's own ``ess`` (autocorrelation along ``draw``) is not an SMC effective sample size;
 use ``sample_stats.ess``.
@@ -36,7 +41,7 @@ import numpy as np
 
 from .resampling import systematic
 
-__all__ = ["to_inference_data", "to_datatree", "scale_inference_data", "variable_names"]
+__all__ = ["to_inference_data", "to_datatree", "scale_inference_data", "variable_names", "provenance"]
 
 
 def variable_names(particles: Any) -> list[str]:
@@ -49,6 +54,21 @@ def variable_names(particles: Any) -> list[str]:
         name = re.sub(r"[^0-9A-Za-z_]+", "_", jax.tree_util.keystr(path)).strip("_")
         names.append(name or "x")
     return names
+
+
+def provenance() -> dict[str, str]:
+    """``smcflow_version`` and ``plugins``: the distributions offering entry points in group ``smcflow``
+    with their versions (read from the installed metadata; no plugin is imported)."""
+    from importlib.metadata import entry_points
+
+    from . import __version__
+
+    dists = {}
+    for ep in entry_points(group="smcflow"):
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            dists[dist.metadata["Name"]] = dist.version
+    return {"smcflow_version": __version__, "plugins": ", ".join(f"{k} {v}" for k, v in sorted(dists.items()))}
 
 
 def _with_chain(tree: Any, has_runs: bool) -> Any:
@@ -70,7 +90,8 @@ def _build(posterior: dict, dims: dict, draw_log_weights: Any, result: Any, attr
     log_evidence = np.asarray(res.log_evidence, dtype=np.float64)
     if not has_evidence:
         log_evidence = np.full_like(log_evidence, np.nan)
-    common = {"inference_library": "smcflow", **attrs, "evidence": "estimate" if has_evidence else "none"}
+    common = {"inference_library": "smcflow", **provenance(), **attrs,
+              "evidence": "estimate" if has_evidence else "none"}
     with warnings.catch_warnings():  # one draw per chain (best-of-N) is intended, not a transposed array
         warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
         ds_post = az.dict_to_dataset(posterior, library=None, dims=dims,
@@ -87,9 +108,9 @@ def _build(posterior: dict, dims: dict, draw_log_weights: Any, result: Any, attr
             "failure": (["chain"], np.asarray(res.failure)),
             "failure_time": (["chain"], np.asarray(res.failure_time)),
             "particle_log_weight": (["chain", "particle"], np.asarray(res.log_weights)),
-            **{name: (["chain", "time"], value) for name, value in per_time.items()},
+            **{name: (["chain", "step"], value) for name, value in per_time.items()},
         },
-        coords={"chain": np.arange(log_evidence.shape[0]), "time": np.arange(per_time["ess"].shape[-1]),
+        coords={"chain": np.arange(log_evidence.shape[0]), "step": np.arange(per_time["ess"].shape[-1]),
                 "particle": np.arange(np.shape(res.log_weights)[-1])},
     )
     ds_stats = xr.merge([ds_stats, extra], compat="override", join="outer").assign_attrs(common)

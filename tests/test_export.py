@@ -5,6 +5,7 @@ import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import xarray as xr
 
 import smcflow
@@ -36,7 +37,8 @@ def test_inference_data_groups_and_dims():
     assert post["velocity"].shape == (3, 64)
     stats = idata.sample_stats
     assert stats["log_weight"].dims == ("chain", "draw")
-    assert stats["ess"].dims == ("chain", "time") and stats.sizes["time"] == 5
+    assert stats["ess"].dims == ("chain", "step") and stats.sizes["step"] == 5
+    assert stats.attrs["smcflow_version"] == smcflow.__version__ and "smcflow-models" in stats.attrs["plugins"]
     np.testing.assert_allclose(stats["log_evidence"].values, np.asarray(res.log_evidence))
     np.testing.assert_array_equal(stats["resampled"].values, np.asarray(res.resampled))
     # every draw is a copy of a particle of positive weight
@@ -83,3 +85,40 @@ def test_bare_array_particles_are_named_x():
     assert list(idata.posterior.data_vars) == ["x"]
     summary = az.summary(idata, kind="stats")
     assert "x" in summary.index
+
+
+def _scale_export():
+    from smcflow_diffusion import mixture_diffusion
+    from smcflow_rewards import linear
+
+    return smcflow.scale(mixture_diffusion(n_steps=10), linear([1.0]), jax.random.key(5), n_particles=32,
+                         method="fk", beta=0.5, n_runs=2).to_inference_data()
+
+
+def test_scale_export_round_trips_losslessly(tmp_path):
+    scaled = _scale_export()
+    assert scaled.posterior["x"].dims == ("chain", "draw", "coordinate")
+    assert set(az.summary(scaled, var_names=["x", "reward"]).columns) >= {"mean", "sd", "r_hat"}
+    path = tmp_path / "scale.nc"
+    scaled.to_netcdf(str(path))
+    back = az.from_netcdf(str(path))
+    for group in ("posterior", "sample_stats"):
+        xr.testing.assert_identical(getattr(back, group), getattr(scaled, group))
+    assert back.posterior.attrs["method"] == "fk" and back.posterior.attrs["beta"] == 0.5
+
+
+@pytest.mark.slow
+def test_arviz_plots_run_on_filter_and_scale_exports():
+    """az.plot_pair / plot_posterior / plot_forest / plot_ess on a filter export and a scale export."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    filt = smcflow.run(Mover(), jax.random.key(4), 64, n_runs=2).to_inference_data()
+    for idata, names in ((filt, ["position", "velocity"]), (_scale_export(), ["x", "reward"])):
+        az.plot_pair(idata, var_names=names)
+        az.plot_posterior(idata, var_names=names)
+        az.plot_forest(idata, var_names=names)
+        az.plot_ess(idata, var_names=names)
+        plt.close("all")
