@@ -1,10 +1,13 @@
 """Command line interface: ``smcflow plugins [--json] [--strict]``,
 ``smcflow demo [--out DIR] [--filter]``, ``smcflow diagnose FILE.nc [--out DIR]``,
-``smcflow new-plugin NAME [--dir DIR]``, ``smcflow --version``.
+``smcflow new-plugin NAME [--dir DIR]``, ``smcflow run MODEL ...``, ``smcflow scale SAMPLER REWARD ...``,
+``smcflow --version``.
 
 Exit status of ``smcflow diagnose``: 0 when the diagnosis has no warning, 1 when it has one (the report
 is still written), 2 when the file cannot be read as an smcflow export. ``smcflow new-plugin``: 0 when
-the package was written, 2 for a bad name or an existing directory.
+the package was written, 2 for a bad name or an existing directory. ``smcflow run`` / ``smcflow scale``:
+0 when the run finished (its diagnosis is printed and saved whatever it says), 2 for an unknown
+component or a bad option, 3 for a numerical failure.
 
 Exit status of ``smcflow plugins``: 0 when every plugin loaded; 1 when a plugin was skipped or one of
 its hooks failed (the listing is still printed, the failures go to stderr), and with ``--strict``
@@ -142,6 +145,50 @@ def _cmd_new_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
+_JOB_EPILOG = ("exit status: 0 if the run finished (diagnosis printed and saved); 2 for an unknown component "
+               "or a bad option; 3 for a numerical failure.")
+
+
+def _job(work, args: argparse.Namespace) -> int:
+    """Run ``work()`` (a :mod:`smcflow.jobs` call), print its summary, map failures to exit codes."""
+    from .errors import SMCNumericalError
+    from .plugins import RegistryError
+
+    try:
+        summary = work()
+    except SMCNumericalError as exc:
+        print(f"smcflow {args.command}: numerical failure: {exc}", file=sys.stderr)
+        return 3
+    except (RegistryError, ValueError, TypeError) as exc:
+        print(f"smcflow {args.command}: {exc}", file=sys.stderr)
+        return 2
+    for key, value in summary.items():
+        if key != "findings":
+            print(f"  {key}: {value}")
+    for finding in summary["findings"]:
+        print(f"  - {finding}")
+    print(f"outputs: {args.out}/summary.json, {args.out}/result.nc (smcflow diagnose {args.out}/result.nc)")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .jobs import parse_settings, run_registered_model
+
+    return _job(lambda: run_registered_model(
+        args.model, args.out, n_particles=args.particles, n_runs=args.runs, resampler=args.scheme,
+        n_steps=args.steps, seed=args.seed, settings=parse_settings(args.set), progress=not args.no_progress), args)
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from .jobs import parse_settings, scale_registered
+
+    return _job(lambda: scale_registered(
+        args.sampler, args.reward, args.out, method=args.method, beta=args.beta, n_particles=args.particles,
+        n_runs=args.runs, seed=args.seed, sampler_settings=parse_settings(args.sampler_set),
+        reward_settings=parse_settings(args.reward_set), method_settings=parse_settings(args.set),
+        progress=not args.no_progress), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``smcflow`` command."""
     from . import __version__
@@ -176,6 +223,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_diag.add_argument("file", metavar="FILE.nc", help="an smcflow export in netCDF")
     p_diag.add_argument("--out", default=None, metavar="DIR", help="also write PNG plots and index.html there")
     p_diag.set_defaults(func=_cmd_diagnose)
+
+    p_run = sub.add_parser("run", help="run SMC on a registered model and save the result", epilog=_JOB_EPILOG)
+    p_run.add_argument("model", help="a model component (see smcflow plugins)")
+    p_run.add_argument("--particles", type=int, default=1000, help="particles per run (default 1000)")
+    p_run.add_argument("--runs", type=int, default=4, help="independent runs (default 4)")
+    p_run.add_argument("--scheme", default="systematic", help="resampling scheme (default systematic)")
+    p_run.add_argument("--steps", type=int, default=100,
+                       help="observations to simulate for a model with a simulator (default 100)")
+    p_run.add_argument("--seed", type=int, default=0)
+    p_run.add_argument("--set", action="append", metavar="NAME=VALUE", help="option of the model's factory")
+    p_run.add_argument("--out", default="out/run", metavar="DIR", help="output directory (default out/run)")
+    p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_run.set_defaults(func=_cmd_run)
+
+    p_scale = sub.add_parser("scale", help="inference-time scaling of a registered sampler by a registered reward",
+                             epilog=_JOB_EPILOG)
+    p_scale.add_argument("sampler", help="a sampler component")
+    p_scale.add_argument("reward", help="a reward component")
+    p_scale.add_argument("--method", default="urge", help="scaling method (default urge)")
+    p_scale.add_argument("--beta", type=float, default=1.0, help="inverse temperature (default 1)")
+    p_scale.add_argument("--particles", type=int, default=64, help="particles per run (default 64)")
+    p_scale.add_argument("--runs", type=int, default=4, help="independent runs (default 4)")
+    p_scale.add_argument("--seed", type=int, default=0)
+    p_scale.add_argument("--set", action="append", metavar="NAME=VALUE", help="option of the method")
+    p_scale.add_argument("--sampler-set", action="append", metavar="NAME=VALUE", help="option of the sampler")
+    p_scale.add_argument("--reward-set", action="append", metavar="NAME=VALUE", help="option of the reward")
+    p_scale.add_argument("--out", default="out/scale", metavar="DIR", help="output directory (default out/scale)")
+    p_scale.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_scale.set_defaults(func=_cmd_scale)
 
     p_new = sub.add_parser("new-plugin", help="write a ready-to-install plugin package with one component per kind",
                            epilog="exit status: 0 if written; 2 for a bad name or an existing directory.")
