@@ -244,8 +244,10 @@ def step(
       key: a PRNG key; the step draws from ``fold_in(key, 2t)`` (resampling) and ``fold_in(key, 2t + 1)``
         (the move), so the same key may serve every step of a run (as in :func:`run`).
       t: the move's index ``0 .. n_steps - 1`` (int or traced int32).
-      resampler, ess_threshold, schedule: as in :func:`run`; schedules speak of times, so "resample at
-        time s" happens in the step with ``t = s - 1``.
+      resampler: as in :func:`run`.
+      ess_threshold: as in :func:`run`.
+      schedule: as in :func:`run`; schedules speak of times, so "resample at time s" happens in the
+        step with ``t = s - 1``.
 
     Returns:
       ``(new_state, info)`` (:class:`~smcflow.kernel.SMCState`, :class:`~smcflow.kernel.StepInfo`).
