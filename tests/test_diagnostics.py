@@ -189,16 +189,6 @@ def test_repr_inside_jit_and_bad_input():
         smcflow.diagnose(np.zeros(3))
 
 
-def test_docs_snippet_runs():
-    """The code block of docs/diagnostics.md runs as written (and its assertion holds)."""
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "docs" / "diagnostics.md").read_text()
-    (block,) = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
-    exec(compile(block, "docs/diagnostics.md", "exec"), {"__name__": "docs_diagnostics"})
-
-
 def test_report_and_cli_from_a_netcdf_export(tmp_path):
     """Plots and a self-contained page from a result, and the same from its netCDF via the CLI."""
     from smcflow.cli import main
