@@ -212,3 +212,15 @@ def test_report_and_cli_from_a_netcdf_export(tmp_path):
     assert main(["diagnose", str(tmp_path / "heavy.nc")]) == 1
     (tmp_path / "junk.nc").write_text("not netcdf")
     assert main(["diagnose", str(tmp_path / "junk.nc")]) == 2
+
+
+def test_image_samples_get_a_grid(tmp_path):
+    """Samples whose event is 64 ``pixel`` s (the digits sampler) or a 2-D array are drawn as images."""
+    from smcflow.diagnostics import _as_images
+
+    pixels = np.random.default_rng(8).uniform(size=(2, 20, 64))
+    assert _as_images(pixels, ("pixel",)).shape == (16, 8, 8)
+    assert _as_images(pixels[..., :60], ("pixel",)) is None and _as_images(pixels, ("coordinate",)) is None
+    assert _as_images(pixels.reshape(2, 20, 8, 8), ("row", "column")).shape == (16, 8, 8)
+    d = dataclasses.replace(smcflow.diagnose(_result(np.zeros((2, 20)))), images=_as_images(pixels, ("pixel",)))
+    assert (d.report(tmp_path).parent / "samples.png").exists()
