@@ -117,13 +117,18 @@ def _build(posterior: dict, dims: dict, draw_log_weights: Any, result: Any, attr
     return az.InferenceData(posterior=ds_post, sample_stats=ds_stats)
 
 
-def to_inference_data(result, key: jax.Array | None = None, num_draws: int | None = None):
+def to_inference_data(result, key: jax.Array | None = None, num_draws: int | None = None, model: Any = None):
     """arviz ``InferenceData`` with ``posterior`` (resampled draws) and ``sample_stats``.
 
     Args:
       result: an :class:`~smcflow.result.SMCResult`.
       key: PRNG key of the final resample (default ``jax.random.key(0)``, so exports are reproducible).
       num_draws: draws per chain (default N).
+      model: the Feynman-Kac model that made ``result``. When it has ``observations`` and
+        ``pointwise_log_likelihood(paths)`` (the filters of :mod:`smcflow.ssm` do) and the run kept its
+        history and ancestors, the export also holds ``observed_data`` and ``log_likelihood`` (dims
+        chain, draw, step: ``log p(y_t | x_t)`` along each draw's ancestral path), so that
+        ``arviz.loo`` and ``arviz.waic`` run on it.
     """
     key = jax.random.key(0) if key is None else key
     has_runs = result.n_runs is not None
@@ -133,11 +138,35 @@ def to_inference_data(result, key: jax.Array | None = None, num_draws: int | Non
     def one(k, particles, log_w):
         idx = systematic(k, log_w, num)
         take = lambda a: jnp.take(a, idx, axis=0)  # noqa: E731
-        return jax.tree_util.tree_map(take, particles), take(log_w)
+        return jax.tree_util.tree_map(take, particles), take(log_w), idx
 
-    draws, draw_log_w = jax.vmap(one)(jax.random.split(key, log_w.shape[0]), particles, log_w)
+    draws, draw_log_w, idx = jax.vmap(one)(jax.random.split(key, log_w.shape[0]), particles, log_w)
     posterior = {name: np.asarray(leaf) for name, leaf in zip(variable_names(draws), jax.tree_util.tree_leaves(draws))}
-    return _build(posterior, {}, draw_log_w, result, {})
+    idata = _build(posterior, {}, draw_log_w, result, {})
+    if model is not None and hasattr(model, "pointwise_log_likelihood") and result.history is not None \
+            and result.ancestors is not None:
+        idata = _with_log_likelihood(idata, model, result, idx)
+    return idata
+
+
+def _with_log_likelihood(idata, model: Any, result: Any, idx: jax.Array):
+    """Add ``observed_data`` and ``log_likelihood`` (chain, draw, step) to ``idata``."""
+    import arviz as az
+
+    has_runs = result.n_runs is not None
+    paths = _with_chain(result.paths(), has_runs)  # leading (R, T+1, N)
+    drawn = jax.tree_util.tree_map(lambda p, i: jax.vmap(lambda pr, ir: jnp.take(pr, ir, axis=1))(p, i),
+                                   paths, jax.tree_util.tree_map(lambda _: idx, paths))
+    log_lik = np.asarray(jax.vmap(model.pointwise_log_likelihood)(drawn))  # (R, draws, T+1)
+    observed = np.asarray(jax.tree_util.tree_leaves(model.observations)[0])
+    idata.add_groups(
+        log_likelihood=az.dict_to_dataset({"y": log_lik}, library=None, dims={"y": ["step"]},
+                                          coords={"step": np.arange(log_lik.shape[-1])}),
+        observed_data=az.dict_to_dataset({"y": observed}, library=None, default_dims=[],
+                                         dims={"y": ["step", *[f"y_dim_{i}" for i in range(observed.ndim - 1)]]},
+                                         coords={"step": np.arange(observed.shape[0])}),
+    )
+    return idata
 
 
 def to_datatree(result, key: jax.Array | None = None, num_draws: int | None = None):

@@ -114,7 +114,8 @@ class SMCResult:
 
     # -- exports ---------------------------------------------------------------------------------
     def to_inference_data(self, key: jax.Array | None = None, **kwargs: Any):
-        """arviz ``InferenceData``: posterior = equally weighted draws after a final resample.
+        """arviz ``InferenceData``: posterior = equally weighted draws after a final resample
+        (``model=`` the filter that made the result adds the pointwise log-likelihood for ``az.loo``).
 
         See :func:`smcflow.export.to_inference_data`.
         """

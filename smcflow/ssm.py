@@ -147,9 +147,32 @@ def _at(ys: Any, t: jax.Array) -> Any:
     return jax.tree_util.tree_map(lambda a: a[t], ys)
 
 
+class _Observed:
+    """What both filters of observations ``ys`` of ``ssm`` offer the exports."""
+
+    ssm: StateSpaceModel
+    ys: Any
+
+    @property
+    def observations(self) -> Any:
+        """The observations ``y_0 .. y_{T-1}`` (leading axis: time)."""
+        return self.ys
+
+    def pointwise_log_likelihood(self, paths: Any) -> jax.Array:
+        """``log p(y_t | x_t)`` along whole paths: ``paths`` has leading axes ``(T, M)``; returns ``(M, T)``.
+
+        With the ancestral paths of equally weighted draws this is the pointwise log-likelihood that
+        ``arviz.loo`` / ``arviz.waic`` read (one "observation" per time).
+        """
+        def at_time(t, x_t):
+            return self.ssm.observation(x_t, t).log_prob(_at(self.ys, t))
+
+        return jax.vmap(at_time)(jnp.arange(_n_times(self.ys)), paths).T
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class BootstrapFilter:
+class BootstrapFilter(_Observed):
     """Feynman-Kac model of the bootstrap filter: move with the transition, weight by the likelihood.
 
     ``n_steps = T - 1``; ``step(key, t, x)`` moves to time ``t+1`` and weighs by ``p(y_{t+1} | x_{t+1})``.
@@ -173,7 +196,7 @@ class BootstrapFilter:
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
-class GuidedFilter:
+class GuidedFilter(_Observed):
     """Guided filter: propose ``x_t ~ q(. | x_{t-1}, y_t)`` and weigh by ``f(x_t|x_{t-1}) g(y_t|x_t) / q``.
 
     ``proposal(x_prev, t, y_t)`` returns a batched distribution; ``initial_proposal(y_0)`` an unbatched
@@ -214,7 +237,13 @@ class GuidedFilter:
 
 
 def bootstrap_filter(ssm: StateSpaceModel, ys: Any) -> BootstrapFilter:
-    """Bootstrap particle filter for observations ``ys`` (leading axis: time ``0 .. T-1``)."""
+    """Bootstrap particle filter for observations ``ys`` (leading axis: time ``0 .. T-1``).
+
+    A model of another kind that builds its own bootstrap filter (``ssm.bootstrap_filter(ys)``, e.g.
+    :class:`smcflow.SDEStateSpaceModel`) gets that one.
+    """
+    if not isinstance(ssm, StateSpaceModel) and callable(getattr(ssm, "bootstrap_filter", None)):
+        return ssm.bootstrap_filter(ys)
     _n_times(ys)
     return BootstrapFilter(ssm, jax.tree_util.tree_map(jnp.asarray, ys))
 

@@ -122,3 +122,25 @@ def test_arviz_plots_run_on_filter_and_scale_exports():
         az.plot_forest(idata, var_names=names)
         az.plot_ess(idata, var_names=names)
         plt.close("all")
+
+
+def test_filter_export_has_pointwise_log_likelihood_for_loo():
+    """With model= and a kept genealogy, log_likelihood[c, d, t] = log p(y_t | x_t) on draw d's path."""
+    import warnings
+
+    model = smcflow.plugins.get("model", "linear_gaussian", rho=0.9, sigma_x=1.0, sigma_y=0.5)
+    _, ys = model.simulate(jax.random.key(0), 8)
+    filt = smcflow.bootstrap_filter(model.ssm, ys)
+    res = smcflow.run(filt, jax.random.key(1), 64, n_runs=2, keep_history=True, keep_ancestors=True)
+    idata = res.to_inference_data(model=filt)
+    ll = idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "step") and ll.shape == (2, 64, 8)
+    np.testing.assert_allclose(idata.observed_data["y"].values, np.asarray(ys))
+    # the draw's final state is its path's last point: check the last time directly
+    x_last = idata.posterior["x"].values[1]
+    expected = -0.5 * ((np.asarray(ys)[-1] - x_last) / 0.5) ** 2 - np.log(0.5 * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(ll.values[1, :, -1], expected, rtol=1e-5, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # arviz's k-hat warnings: paths coalesce
+        assert np.isfinite(az.loo(idata).elpd_loo) and np.isfinite(az.waic(idata).elpd_waic)
+    assert "log_likelihood" not in res.to_inference_data().groups()  # needs model=
