@@ -365,8 +365,9 @@ def _with_findings(d: Diagnosis) -> Diagnosis:
 
 
 def diagnose(result: Any) -> Diagnosis:
-    """Diagnose an :class:`smcflow.SMCResult`, a :class:`smcflow.ScaleResult` or an arviz
-    ``InferenceData`` exported by smcflow. See the module docstring for every quantity and threshold.
+    """Diagnose an :class:`smcflow.SMCResult`, a :class:`smcflow.ScaleResult`, an arviz
+    ``InferenceData`` exported by smcflow, or any result with a ``to_inference_data()`` that writes the
+    same groups. See the module docstring for every quantity and threshold.
 
     Engine results give R-hat on a final systematic resample (key 0) of their particles; ``scale``
     results on their ``samples`` (so the reward and the sampler output are what is compared).
@@ -383,6 +384,8 @@ def diagnose(result: Any) -> Diagnosis:
         return _from_smc(result, None, True, "SMCResult")
     if hasattr(result, "sample_stats") and hasattr(result, "posterior"):
         return _from_inference_data(result)
+    if callable(getattr(result, "to_inference_data", None)):  # other result types export what is needed
+        return _from_inference_data(result.to_inference_data())
     raise TypeError(f"diagnose() takes an SMCResult, a ScaleResult or an smcflow InferenceData, got {type(result).__name__}")
 
 

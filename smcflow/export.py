@@ -117,7 +117,8 @@ def _build(posterior: dict, dims: dict, draw_log_weights: Any, result: Any, attr
     return az.InferenceData(posterior=ds_post, sample_stats=ds_stats)
 
 
-def to_inference_data(result, key: jax.Array | None = None, num_draws: int | None = None, model: Any = None):
+def to_inference_data(result, key: jax.Array | None = None, num_draws: int | None = None, model: Any = None,
+                      attrs: dict[str, Any] | None = None):
     """arviz ``InferenceData`` with ``posterior`` (resampled draws) and ``sample_stats``.
 
     Args:
@@ -129,6 +130,8 @@ def to_inference_data(result, key: jax.Array | None = None, num_draws: int | Non
         history and ancestors, the export also holds ``observed_data`` and ``log_likelihood`` (dims
         chain, draw, step: ``log p(y_t | x_t)`` along each draw's ancestral path), so that
         ``arviz.loo`` and ``arviz.waic`` run on it.
+      attrs: more provenance for the attributes of every group (e.g. the model's name, the
+        resampling scheme), next to ``smcflow_version`` and ``plugins``.
     """
     key = jax.random.key(0) if key is None else key
     has_runs = result.n_runs is not None
@@ -142,7 +145,7 @@ def to_inference_data(result, key: jax.Array | None = None, num_draws: int | Non
 
     draws, draw_log_w, idx = jax.vmap(one)(jax.random.split(key, log_w.shape[0]), particles, log_w)
     posterior = {name: np.asarray(leaf) for name, leaf in zip(variable_names(draws), jax.tree_util.tree_leaves(draws))}
-    idata = _build(posterior, {}, draw_log_w, result, {})
+    idata = _build(posterior, {}, draw_log_w, result, dict(attrs or {}))
     if model is not None and hasattr(model, "pointwise_log_likelihood") and result.history is not None \
             and result.ancestors is not None:
         idata = _with_log_likelihood(idata, model, result, idx)

@@ -84,10 +84,7 @@ def run_registered_model(name: str, out_dir: str | Path, *, n_particles: int = 1
     summary = _summary(result, np.atleast_1d(np.asarray(result.log_evidence, np.float64)),
                        {"model": name, "settings": settings or {}, "n_particles": n_particles, "n_runs": n_runs,
                         "resampler": resampler, "seed": seed, **info})
-    idata = result.to_inference_data()
-    for group in (idata.posterior, idata.sample_stats):
-        group.attrs.update({"model": name, "resampler": resampler})
-    _write(out_dir, summary, idata)
+    _write(out_dir, summary, result.to_inference_data(attrs={"model": name, "resampler": resampler}))
     return summary
 
 

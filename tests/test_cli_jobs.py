@@ -18,6 +18,9 @@ def test_run_writes_summary_and_export_that_diagnose_reads(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"] == {"rho": 0.8} and summary["simulated_observations"] == 10
     assert abs(summary["log_evidence_mean"] - summary["exact_log_evidence"]) < 5.0  # a sanity bound only
+    import arviz as az
+
+    assert az.from_netcdf(str(out / "result.nc")).posterior.attrs["resampler"] == "systematic"
     assert main(["diagnose", str(out / "result.nc"), "--out", str(tmp_path / "diag")]) in (0, 1)
     assert (tmp_path / "diag" / "index.html").exists()
     assert "smcflow diagnosis of InferenceData" in capsys.readouterr().out
