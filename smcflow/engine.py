@@ -8,6 +8,7 @@ stepping by hand reproduces :func:`run` bitwise.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -18,11 +19,13 @@ from jax import lax
 
 from . import plugins
 from . import progress as progress_module
+from .chunking import chunked
 from .errors import Failure, report_failures
 from .kernel import SMCState, StepInfo, advance, initial_state, nan_in_live_particles, record_failure
 from .resampling import BUILTIN_RESAMPLERS, Resampler
 from .result import SMCResult
 from .schedule import Schedule, ScheduleSpec, make_schedule
+from .sharding import Placement, combine_islands, placement
 from .validation import (
     check_key,
     check_model,
@@ -48,6 +51,7 @@ class RunConfig:
     n_runs: int | None = None
     summary: Callable[[Any, jax.Array], Any] | None = None
     progress_every: int = 0  # steps between progress-bar updates (0: no bar)
+    placement: Placement | None = None  # particles sharded over a mesh (global or island scope)
 
 
 def resolve_resampler(resampler: str | Resampler) -> Resampler:
@@ -63,12 +67,15 @@ def resolve_resampler(resampler: str | Resampler) -> Resampler:
 def _single_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig) -> dict:
     """One SMC run; returns a dict of the result's fields (no run axis)."""
     k_init, k_steps = jax.random.split(key)
+    place = cfg.placement.constrain if cfg.placement is not None else (lambda tree: tree)
     state = initial_state(model, k_init, cfg.n_particles)
+    state = state._replace(particles=place(state.particles), log_weights=place(state.log_weights))
     x0 = state.particles
     summary0 = cfg.summary(state.particles, state.log_weights) if cfg.summary is not None else None
 
     def body(state: SMCState, t: jax.Array):
         state, info = advance(model, state, k_steps, t, cfg.resampler, ess_threshold, cfg.schedule)
+        state = state._replace(particles=place(state.particles), log_weights=place(state.log_weights))
         if cfg.progress_every:
             progress_module.report(t, cfg.progress_every, cfg.n_steps)
         out = {"ess": info.ess, "resampled": info.resampled, "log_evidence_increments": info.log_evidence_increment}
@@ -105,13 +112,24 @@ def _prepend(first: Any, rest: Any) -> Any:
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None].astype(b.dtype), b], axis=0), first, rest)
 
 
+def _island_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig) -> dict:
+    """``D`` independent runs of ``N / D`` particles, island ``d`` on device ``d`` and drawing from
+    ``fold_in(key, d)``, combined as :func:`smcflow.sharding.combine_islands` describes."""
+    n_islands = cfg.placement.n_devices
+    island_cfg = dataclasses.replace(cfg, n_particles=cfg.n_particles // n_islands, placement=None)
+    keys = cfg.placement.constrain(jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.arange(n_islands)))
+    fields = jax.vmap(_single_run, in_axes=(None, 0, None, None))(model, keys, ess_threshold, island_cfg)
+    return combine_islands(cfg.placement.constrain(fields))
+
+
 @partial(jax.jit, static_argnames=("cfg",))
 def _run_compiled(model_arrays, model_static, key, ess_threshold, cfg: RunConfig) -> dict:
     """One run for a single key; ``cfg.n_runs`` vmapped runs for a stacked ``(n_runs,)`` key array."""
     model = merge_static(model_arrays, model_static)
+    one = _island_run if cfg.placement is not None and cfg.placement.scope == "island" else _single_run
     if cfg.n_runs is None:
-        return _single_run(model, key, ess_threshold, cfg)
-    return jax.vmap(_single_run, in_axes=(None, 0, None, None))(model, key, ess_threshold, cfg)
+        return one(model, key, ess_threshold, cfg)
+    return jax.vmap(one, in_axes=(None, 0, None, None))(model, key, ess_threshold, cfg)
 
 
 def run(
@@ -128,6 +146,10 @@ def run(
     summary: Callable[[Any, jax.Array], Any] | None = None,
     errors: str = "raise",
     progress: bool = False,
+    mesh: Any = None,
+    scope: str = "global",
+    mesh_axis: str | None = None,
+    chunk_size: int | None = None,
 ) -> SMCResult:
     """Run SMC on a Feynman-Kac ``model`` with ``n_particles`` particles.
 
@@ -158,6 +180,13 @@ def run(
         ``failure`` codes set (and warns at the top level).
       progress: show a tqdm progress bar of the steps (updated about fifty times from inside the
         compiled scan; off by default). Only for calls outside a user's ``jit``.
+      mesh: a ``jax.sharding.Mesh``: the particles are sharded along ``mesh_axis`` (default its first
+        axis; N must be a multiple of its size). See :mod:`smcflow.sharding`.
+      scope: with a mesh, ``"global"`` (one run over all particles, resampling across devices) or
+        ``"island"`` (one independent run per device, combined at the end; no collective per step).
+      mesh_axis: the mesh axis of the particles.
+      chunk_size: evaluate the model's ``init`` / ``step`` over chunks of this many particles to bound
+        memory (N must be a multiple); see :mod:`smcflow.chunking`.
 
     Equivalent to stepping by hand (bitwise)::
 
@@ -177,6 +206,11 @@ def run(
     if n_runs is not None:
         n_runs = check_n_particles(n_runs, name="n_runs")
     n_steps = check_model(model, n_particles)
+    where = placement(mesh, scope, n_particles, mesh_axis)
+    if where is not None and where.scope == "island" and summary is not None:
+        raise ValueError("summary= is not available with scope='island' (islands' summaries do not combine)")
+    per_island = n_particles // where.n_devices if where is not None and where.scope == "island" else n_particles
+    model = chunked(model, chunk_size, per_island)
     model_arrays, model_static = split_static(model)
     # a run traced inside a user's jit executes after this call returns: no bar for it
     progress = bool(progress) and not any(isinstance(leaf, jax.core.Tracer)
@@ -191,6 +225,7 @@ def run(
         n_runs=n_runs,
         summary=summary,
         progress_every=progress_module.updates_every(n_steps, progress),
+        placement=where,
     )
     # Run keys are split outside the compiled program: XLA's CPU compiler can stall for minutes on a
     # split fused into the vmapped scan for some PRNG implementations (threefry4x32).

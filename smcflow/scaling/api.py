@@ -215,6 +215,9 @@ def scale(
     n_runs: int | None = None,
     errors: str = "raise",
     progress: bool = False,
+    mesh: Any = None,
+    scope: str = "global",
+    chunk_size: int | None = None,
     **method_config: Any,
 ) -> ScaleResult:
     """Steer ``sampler`` towards ``p(x) exp(beta r(x))`` with ``n_particles`` particles.
@@ -232,6 +235,8 @@ def scale(
         when the reward or the weights fail (also under a user's jit); ``"flag"`` returns the result
         with ``smc.failure`` set.
       progress: show a progress bar of the diffusion steps (off by default; on in ``smcflow demo``).
+      mesh, scope, chunk_size: particles sharded over a ``jax.sharding.Mesh`` (global or island
+        resampling) and chunked evaluation of the sampler, as in :func:`smcflow.run`.
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
         ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``.
 
@@ -252,8 +257,8 @@ def scale(
     start = time.perf_counter()
     with warnings.catch_warnings():  # failures are reported below with the components named
         warnings.simplefilter("ignore", RuntimeWarning)
-        smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", progress=progress,
-                  **method.run_options)
+        smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", progress=progress, mesh=mesh,
+                  scope=scope, chunk_size=chunk_size, **method.run_options)
 
     traced = isinstance(smc.log_weights, jax.core.Tracer)  # under the user's jit / vmap
     weighted = bool(getattr(method, "weighted", True))
