@@ -14,6 +14,8 @@ What a user needs is here:
 
 Exact reference answers (Kalman filter, forward algorithm, tilted Gaussian mixtures) live in
 :mod:`smcflow.exact`, imported on first use (it needs SciPy, which ``import smcflow`` does not load).
+The numpyro bridge :mod:`smcflow.infer` (``smcflow.infer.SMC``: adaptive tempered SMC for a numpyro
+model, with BlackJAX moves) is imported on first use too.
 """
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ __all__ = [
     "weights",
 ]
 
-_LAZY_SUBMODULES = ("exact", "export", "io", "cli")
+_LAZY_SUBMODULES = ("exact", "export", "io", "cli", "infer")
 
 
 def __getattr__(name: str):
