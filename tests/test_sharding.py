@@ -57,6 +57,30 @@ def test_scale_runs_sharded(sharded):
     assert np.isfinite(le["island"]).all() and len(le["island"]) == 8
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_on_loopback_equal_one_process(sharded):
+    """jax.distributed over two processes of 2 devices each gives the one-process, 4-device numbers
+    (up to the order of the cross-process float reductions)."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(HERE)}
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, str(HERE / "multihost_runs.py"), str(i), port], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs[0][1][-2000:] + outs[1][1][-2000:]
+    result = json.loads(outs[0][0].strip().splitlines()[-1])
+    assert (result["devices"], result["processes"]) == (4, 2)
+    for scope in ("global", "island"):
+        np.testing.assert_allclose(result["log_evidence"][scope], sharded["log_evidence"][scope], rtol=0, atol=1e-4)
+
+
 def test_sharding_bad_input_is_named(sharded):
     errors = sharded["errors"]
     assert "not divisible by the 4 devices" in errors["not_divisible"]
