@@ -677,12 +677,12 @@ def test_cli_version(capsys):
 def test_cli_demo_calls_demo_main(monkeypatch, tmp_path):
     calls = []
     fake = types.ModuleType("smcflow.demo")
-    fake.main = lambda out_dir: calls.append(out_dir)
+    fake.main = lambda out_dir, progress: calls.append((out_dir, progress))
     monkeypatch.setitem(sys.modules, "smcflow.demo", fake)
     monkeypatch.setattr(smcflow, "demo", fake, raising=False)
     assert cli.main(["demo", "--out", str(tmp_path)]) == 0
-    assert cli.main(["demo"]) == 0
-    assert calls == [str(tmp_path), "out/demo"]
+    assert cli.main(["demo", "--no-progress"]) == 0
+    assert calls == [(str(tmp_path), True), ("out/demo", False)]  # progress bars on unless --no-progress
 
 
 def test_cli_without_command_prints_help(capsys):
