@@ -6,6 +6,9 @@ What a user needs is here:
   (:func:`init_state`, :func:`step`, :class:`SMCState`, :class:`StepInfo`) to filter online;
 * models: :class:`StateSpaceModel` with :func:`bootstrap_filter` / :func:`guided_filter` (numpyro
   distributions), and :class:`PathModel` (Euler-Maruyama paths with exact Girsanov weights);
+* SDEs: :class:`SDE`, :func:`simulate_sde`, :class:`SDEStateSpaceModel` with :func:`bootstrap_filter`,
+  :func:`girsanov_filter` (observation-guided, exact Girsanov weights) and
+  :func:`ensemble_kalman_filter`; estimators of ``b`` and ``a`` from paths are plugins (kind ``estimator``);
 * :func:`scale`: inference-time scaling of diffusion samplers by a reward (URGE and baselines);
 * results: :class:`SMCResult`, :class:`ScaleResult` and :func:`diagnose` (did the run work?);
   errors: :class:`SMCNumericalError`, :class:`ModelShapeError`, :class:`Failure`;
@@ -26,12 +29,15 @@ from . import plugins, resampling, weights
 from .contracts import FeynmanKac
 from .diagnostics import Diagnosis, diagnose
 from .engine import init_state, run, step
+from .enkf import EnKFResult, ensemble_kalman_filter
 from .errors import Failure, ModelShapeError, SMCNumericalError
 from .kernel import SMCState, StepInfo
 from .path import PathModel, PathPoint, girsanov_log_weight
 from .plugins import hookimpl, hookspec
 from .result import SMCResult
 from .scaling import ScaleResult, scale
+from .sde import SDE, simulate_sde
+from .sde_filters import SDEStateSpaceModel, girsanov_filter
 from .ssm import StateSpaceModel, bootstrap_filter, guided_filter
 
 try:
@@ -60,6 +66,12 @@ __all__ = [
     "PathModel",
     "PathPoint",
     "girsanov_log_weight",
+    "SDE",
+    "simulate_sde",
+    "SDEStateSpaceModel",
+    "girsanov_filter",
+    "ensemble_kalman_filter",
+    "EnKFResult",
     "SMCNumericalError",
     "ModelShapeError",
     "Failure",

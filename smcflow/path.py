@@ -200,8 +200,8 @@ class PathFeynmanKac:
 
     Subclasses provide ``times``, ``diffusion_kind``, ``guided``, ``weighted``, ``initial``,
     ``evaluate``, ``terminal`` and, for the scalar kind, ``noise``; optionally ``nfe_per_evaluation``
-    and ``output_nfe`` (network evaluations per particle of one ``evaluate`` / ``terminal`` call) and
-    ``owner`` (a label for error messages).
+    and ``output_nfe`` (network evaluations per particle of one ``evaluate`` / ``terminal`` call),
+    ``owner`` (a label for error messages) and ``step_size`` (an exact ``h_k`` on a uniform grid).
     """
 
     diffusion_kind: str = "scalar"
@@ -252,11 +252,15 @@ class PathFeynmanKac:
         """The state at grid index ``k >= 1`` reached from ``previous``: terminal at ``K``."""
         return lax.cond(k == self.n_steps, self.terminal_point, lambda x, p: self.evaluate(x, k, p), x, previous)
 
+    def step_size(self, k: jax.Array) -> jax.Array:
+        """``h_k = |t_{k+1} - t_k|``. A model on a uniform grid may return its step exactly instead
+        (the difference of two rounded grid times carries their rounding error)."""
+        return jnp.abs(self.times[k + 1] - self.times[k])
+
     def move(self, key: jax.Array, k: jax.Array, point: PathPoint) -> tuple[jax.Array, jax.Array]:
         """Draw ``x_{k+1}`` from the (guided) step at ``point``; return it and the Girsanov log-ratio."""
-        times = self.times
-        t = times[k]
-        h = jnp.abs(times[k + 1] - t)
+        t = self.times[k]
+        h = self.step_size(k)
         sigma = self.noise(t) if self.diffusion_kind == "scalar" else point.sigma
         xi = jax.random.normal(key, point.x.shape, point.x.dtype)
         guidance = point.guidance if self.guided else None
