@@ -140,7 +140,7 @@ class Diagnosis:
             lines.append(f"  log Ẑ: mean {np.mean(le):.4g}, sd {self.log_evidence_sd:.3g} across runs")
         else:
             lines.append(f"  log Ẑ: {le[0]:.4g}")
-        worst = np.unravel_index(np.argmin(self.ess), self.ess.shape)
+        worst = np.unravel_index(np.nanargmin(self.ess), self.ess.shape)
         lines.append(f"  ESS: min {self.ess[worst]:.4g} of {n} at step {worst[1]}; "
                      f"resampled {np.mean(np.sum(self.resampled, axis=1)):.3g} times per run")
         khat = self.pareto_khat[np.isfinite(self.pareto_khat)]
@@ -332,13 +332,16 @@ def _from_inference_data(idata: Any) -> Diagnosis:
     else:  # older exports: the weights of the resampled draws stand in for the particles'
         log_w = np.asarray(stats["log_weight"], dtype=np.float64)
     max_w, entropy = _final_weight_stats(log_w)
-    failure = np.asarray(stats["failure"])
+    n_chains = log_w.shape[0]
+    failure = np.asarray(stats["failure"]) if "failure" in stats else np.zeros(n_chains, np.int32)
     failure_time = np.asarray(stats["failure_time"]) if "failure_time" in stats else np.full_like(failure, -1)
+    ess = np.asarray(stats["ess"], dtype=np.float64)  # NaN past a run's last step (tempering stages)
+    resampled = (np.asarray(stats["resampled"]).astype(bool) if "resampled" in stats
+                 else np.zeros(ess.shape, bool))
     draws = {name: np.asarray(idata.posterior[name]) for name in idata.posterior.data_vars}
     images = _as_images(draws["x"], tuple(idata.posterior["x"].dims[2:])) if "x" in draws else None
     d = Diagnosis(
-        source="InferenceData", n_particles=int(log_w.shape[1]), ess=np.asarray(stats["ess"], dtype=np.float64),
-        resampled=np.asarray(stats["resampled"]).astype(bool),
+        source="InferenceData", n_particles=int(log_w.shape[1]), ess=ess, resampled=resampled,
         log_evidence=np.asarray(stats["log_evidence"], dtype=np.float64), failure=failure, failure_time=failure_time,
         final_max_weight=max_w, final_entropy=entropy, pareto_khat=pareto_khat(log_w), rhat=_rhat(draws),
         final_log_weights=log_w, images=images)

@@ -224,3 +224,15 @@ def test_image_samples_get_a_grid(tmp_path):
     assert _as_images(pixels.reshape(2, 20, 8, 8), ("row", "column")).shape == (16, 8, 8)
     d = dataclasses.replace(smcflow.diagnose(_result(np.zeros((2, 20)))), images=_as_images(pixels, ("pixel",)))
     assert (d.report(tmp_path).parent / "samples.png").exists()
+
+
+def test_inference_data_without_resampling_flags_or_failures():
+    """Exports of other result types (the numpyro bridge's: per-stage ESS padded with NaN, no
+    ``resampled`` or ``failure``) are diagnosed too."""
+    idata = _result(np.random.default_rng(9).standard_normal((2, 64)), ess=np.full((2, 4), 50.0)).to_inference_data()
+    stats = idata.sample_stats.drop_vars(["resampled", "failure", "failure_time"])
+    stats["ess"] = stats["ess"].where(stats["step"] < 3)  # the last step is padding
+    idata.sample_stats = stats
+    d = smcflow.diagnose(idata)
+    assert d.failure.tolist() == [0, 0] and not d.resampled.any()
+    assert "ESS: min 50" in d.summary()
