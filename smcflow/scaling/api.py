@@ -235,8 +235,9 @@ def scale(
         when the reward or the weights fail (also under a user's jit); ``"flag"`` returns the result
         with ``smc.failure`` set.
       progress: show a progress bar of the diffusion steps (off by default; on in ``smcflow demo``).
-      mesh, scope, chunk_size: particles sharded over a ``jax.sharding.Mesh`` (global or island
-        resampling) and chunked evaluation of the sampler, as in :func:`smcflow.run`.
+      mesh: a ``jax.sharding.Mesh`` to shard the particles over, as in :func:`smcflow.run`.
+      scope: ``"global"`` or ``"island"`` resampling with a mesh, as in :func:`smcflow.run`.
+      chunk_size: evaluate the sampler over chunks of this many particles, as in :func:`smcflow.run`.
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
         ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``.
 
