@@ -11,6 +11,7 @@ from smcflow.cli import main
 from smcflow.jobs import parse_settings
 
 
+@pytest.mark.slow
 def test_run_writes_summary_and_export_that_diagnose_reads(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "linear_gaussian", "--particles", "64", "--runs", "2", "--steps", "10",
