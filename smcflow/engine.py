@@ -25,7 +25,7 @@ from .kernel import SMCState, StepInfo, advance, initial_state, nan_in_live_part
 from .resampling import BUILTIN_RESAMPLERS, Resampler
 from .result import SMCResult
 from .schedule import Schedule, ScheduleSpec, make_schedule
-from .sharding import Placement, combine_islands, placement
+from .sharding import Placement, ReplicatedResampler, combine_islands, placement
 from .validation import (
     check_key,
     check_model,
@@ -209,6 +209,9 @@ def run(
     where = placement(mesh, scope, n_particles, mesh_axis)
     if where is not None and where.scope == "island" and summary is not None:
         raise ValueError("summary= is not available with scope='island' (islands' summaries do not combine)")
+    resolved = resolve_resampler(resampler)
+    if where is not None and where.scope == "global":
+        resolved = ReplicatedResampler(resolved, where)
     per_island = n_particles // where.n_devices if where is not None and where.scope == "island" else n_particles
     model = chunked(model, chunk_size, per_island)
     model_arrays, model_static = split_static(model)
@@ -218,7 +221,7 @@ def run(
     cfg = RunConfig(
         n_particles=n_particles,
         n_steps=n_steps,
-        resampler=resolve_resampler(resampler),
+        resampler=resolved,
         schedule=make_schedule(schedule, n_steps),
         keep_ancestors=bool(keep_ancestors),
         keep_history=bool(keep_history),

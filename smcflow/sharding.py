@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.special import logsumexp
 
-__all__ = ["SCOPES", "Placement", "placement", "combine_islands"]
+__all__ = ["SCOPES", "Placement", "ReplicatedResampler", "placement", "combine_islands"]
 
 SCOPES = ("global", "island")
 
@@ -49,10 +49,29 @@ class Placement:
     def n_devices(self) -> int:
         return int(self.mesh.shape[self.axis])
 
+    def replicate(self, tree: Any) -> Any:
+        """Every array leaf of ``tree`` on every device (the log-weights before a resampling)."""
+        sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+        return jax.tree_util.tree_map(lambda a: lax.with_sharding_constraint(a, sharding), tree)
+
     def constrain(self, tree: Any) -> Any:
         """Shard the leading axis of every array leaf of ``tree`` along the particle axis."""
         sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(self.axis))
         return jax.tree_util.tree_map(lambda a: lax.with_sharding_constraint(a, sharding) if jnp.ndim(a) else a, tree)
+
+
+@dataclass(frozen=True)
+class ReplicatedResampler:
+    """``resampler`` computed on every device from the all-gathered log-weights, so that every device
+    holds the same ancestors and only the particle gather crosses devices (left alone, the partitioner
+    may shard the resampler's own prefix sums and scatters along the particle axis, which on host
+    devices costs tens of times the resampling itself)."""
+
+    resampler: Any
+    placement: Placement
+
+    def __call__(self, key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
+        return self.placement.replicate(self.resampler(key, self.placement.replicate(log_weights), num))
 
 
 def placement(mesh: Any, scope: str, n_particles: int, mesh_axis: str | None = None) -> Placement | None:
