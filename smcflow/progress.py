@@ -1,7 +1,7 @@
 """Progress of long runs: a tqdm bar advanced from inside the compiled scan by a host callback.
 
 The compiled step calls :func:`report` with the (unbatched) time index; every ``every``-th step and at
-the last one a ``jax.debug.callback`` moves the innermost open bar to ``t + 1``. About fifty
+the last one a ``jax.debug.callback`` moves the innermost open bar to ``t + 1``. About ten
 callbacks per run, so the cost does not grow with N or with the number of steps. The bar is opened and
 closed on the host by :func:`bar` around the compiled call. A run traced inside a user's ``jit`` gets
 neither bar nor callbacks (its program executes after ``run`` has returned).
@@ -16,7 +16,7 @@ from jax import lax
 
 __all__ = ["updates_every", "report", "bar"]
 
-_UPDATES = 50
+_UPDATES = 10
 _OPEN_BARS: list = []  # innermost last
 
 

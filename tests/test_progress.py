@@ -8,7 +8,7 @@ import numpy as np
 import smcflow
 import smcflow.progress as progress
 
-T = 40  # fewer than 100 steps: an update after every step
+T = 8  # fewer than 20 steps: an update after every step
 
 
 def _filter():
@@ -29,7 +29,7 @@ def test_bar_reaches_the_last_step_and_changes_nothing(monkeypatch, capsys):
     without = smcflow.run(fk, jax.random.key(1), 16, n_runs=3)
     np.testing.assert_array_equal(np.asarray(with_bar.log_evidence), np.asarray(without.log_evidence))
     np.testing.assert_array_equal(np.asarray(with_bar.particles), np.asarray(without.particles))
-    assert progress.updates_every(1000, True) == 20 and progress.updates_every(1000, False) == 0
+    assert progress.updates_every(1000, True) == 100 and progress.updates_every(1000, False) == 0
 
 
 def test_progress_inside_a_users_jit_is_silent(capsys):
