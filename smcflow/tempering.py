@@ -73,13 +73,20 @@ def check_target_ess(value: Any, name: str = "target_ess") -> float:
     return v
 
 
-def check_exponents(exponents: Any, name: str = "exponents") -> np.ndarray:
-    """A frozen schedule: a non-empty 1-D increasing sequence in (0, 1] whose last entry is exactly 1."""
+def check_exponents(exponents: Any, name: str = "exponents", strict: bool = True) -> np.ndarray:
+    """A frozen schedule: a non-empty 1-D sequence whose last entry is exactly 1, increasing strictly
+    inside (0, 1] (``strict``), or non-decreasing inside [0, 1] (``strict=False``: a steering schedule
+    ``lam_0 .. lam_K``, which may start at 0 and repeat an exponent, see :mod:`smcflow.scaling.steer`)."""
     arr = np.asarray(exponents, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D sequence of exponents, got shape {arr.shape}")
-    if not (np.all(np.isfinite(arr)) and arr[0] > 0.0 and np.all(np.diff(arr) > 0.0)):
-        raise ValueError(f"{name} must increase strictly inside (0, 1], got {arr}")
+    if strict:
+        ordered = arr[0] > 0.0 and np.all(np.diff(arr) > 0.0)
+    else:
+        ordered = arr[0] >= 0.0 and np.all(np.diff(arr) >= 0.0)
+    if not (np.all(np.isfinite(arr)) and ordered):
+        kind = "increase strictly inside (0, 1]" if strict else "be non-decreasing inside [0, 1]"
+        raise ValueError(f"{name} must {kind}, got {arr}")
     if arr[-1] != 1.0:
         raise ValueError(f"{name} must end at exactly 1 (the target), got last exponent {arr[-1]!r}")
     return arr

@@ -5,7 +5,18 @@ reward is taken on that output. See :mod:`smcflow.scaling.methods` for the metho
 accounting and :mod:`smcflow.scaling.steer` for the weights. ``scale`` is traceable in its numeric
 arguments: ``jax.jit`` / ``jax.vmap`` over ``beta`` (or a method's ``guidance_scale``, ...) work, and
 numerical failures still raise there.
+
+**Heavy-tail warnings.** Outside a trace, every result of an exact method is checked on the host: the
+Pareto ``k̂`` (PSIS, :func:`smcflow.diagnostics.pareto_khat`) of each run's final weights when
+``N >= 20``, and with ``n_runs >= 2`` the spread of ``log Z_hat`` across runs. Above the thresholds of
+:data:`smcflow.diagnostics.THRESHOLDS` (``k̂ > 0.7``: the weights' variance is effectively infinite;
+sd of ``log Z_hat`` above 1 nat: ``exp(log Z_hat)`` is carried by rare runs and the mean of
+``log Z_hat`` lies about ``Var / 2`` below ``log Z``) a :class:`HeavyTailWarning` names the remedy.
+``k̂`` is judged only in runs whose final ESS is below ``N / 2`` (nearly equal weights make the tail
+fit noisy: on a benign case a few of 32 runs exceed 0.7 with ESS above 0.9 N) and must fail in at
+least half of the runs.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -17,6 +28,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import plugins
 from ..contracts import DiffusionSampler, Reward, ScalingMethod, component_name, require
@@ -25,10 +37,18 @@ from ..errors import Failure, report_failures
 from ..kernel import record_failure
 from ..resampling import systematic
 from ..result import SMCResult
+from ..path import tempering_ramp
 from ..validation import check_key, check_n_particles
 from .steer import sampler_output
 
-__all__ = ["scale", "ScaleResult", "check_components"]
+__all__ = ["scale", "ScaleResult", "check_components", "HeavyTailWarning"]
+
+#: k̂ is judged only in runs whose final ESS fraction is below this
+_KHAT_ESS_FRACTION = 0.5
+
+
+class HeavyTailWarning(UserWarning):
+    """The weights of an exact ``scale`` result are too heavy-tailed for its estimates to be trusted."""
 
 
 def _event_dims(sampler: Any, event_shape: tuple[int, ...]) -> tuple[str, ...]:
@@ -63,6 +83,11 @@ class ScaleResult:
       selection: how ``samples`` were taken: ``"resample"`` (systematic, from the weights), ``"best"``
         (the highest reward) or ``"all"`` (the unweighted particles themselves).
       wall_time: seconds for the run (compilation included on a first call; NaN when traced).
+      tempering: the exponents ``lambda_0 .. lambda_K`` that multiplied the intermediate potentials
+        ``(K+1,)`` (``(R, K+1)`` with runs; the last is 1), whether a ramp, adaptive or replayed; pass
+        one run's row back as ``tempering=`` to replay it. None for ``svdd``.
+      pareto_khat: Pareto ``k̂`` of each run's final weights (``()`` or ``(R,)``); NaN when not
+        computed (inexact methods, fewer than 20 live particles, equal weights, or traced).
     """
 
     samples: jax.Array
@@ -78,6 +103,8 @@ class ScaleResult:
     event_dims: tuple[str, ...] = field(metadata=dict(static=True))
     selection: str = field(default="resample", metadata=dict(static=True))
     wall_time: float = field(default=math.nan, metadata=dict(static=True))
+    tempering: Any = None
+    pareto_khat: Any = None
 
     @property
     def particles(self) -> jax.Array:
@@ -195,6 +222,33 @@ def check_components(sampler: Any, reward: Any, n_particles: int = 5) -> tuple[i
     return tuple(out.shape[1:])
 
 
+def _heavy_tail_findings(log_weights: Any, log_evidence: Any, n_runs: int | None) -> tuple[Any, list[str]]:
+    """Host-side checks of an exact result: ``(k̂ per run, messages)``; module docstring."""
+    from ..diagnostics import THRESHOLDS, pareto_khat  # arviz only when a result is checked
+
+    log_w = np.atleast_2d(np.asarray(log_weights, dtype=np.float64))
+    khat = np.full(log_w.shape[0], np.nan)
+    if log_w.shape[1] >= 20:
+        khat = pareto_khat(log_w)
+    messages = []
+    w = np.exp(log_w - np.max(log_w, axis=1, keepdims=True))
+    ess_fraction = np.sum(w, axis=1) ** 2 / np.sum(w * w, axis=1) / log_w.shape[1]
+    heavy = (khat > THRESHOLDS["khat"]) & (ess_fraction < _KHAT_ESS_FRACTION)
+    if 2 * heavy.sum() >= heavy.size:
+        messages.append(f"Pareto k̂ of the final weights > {THRESHOLDS['khat']} (worst {np.nanmax(khat[heavy]):.2f}) "
+                        f"with ESS below N/2 in {int(heavy.sum())} of {heavy.size} run(s): the weights' variance is "
+                        "effectively infinite")
+    log_z = np.asarray(log_evidence, dtype=np.float64).ravel()
+    log_z = log_z[np.isfinite(log_z)]
+    if n_runs is not None and log_z.size >= 2:
+        sd = float(np.std(log_z, ddof=1))
+        if sd > THRESHOLDS["log_evidence_sd"]:
+            messages.append(f"log Ẑ varies across runs with sd {sd:.3g} nats > {THRESHOLDS['log_evidence_sd']:g}: "
+                            f"exp(log Ẑ) is carried by rare runs and mean log Ẑ lies about {sd * sd / 2:.3g} nats "
+                            "below log Z")
+    return khat if n_runs is not None else khat[0], messages
+
+
 def _pick(key: jax.Array, log_w: jax.Array, rewards: jax.Array, mode: str) -> jax.Array:
     """Indices of the handed-out samples among one run's particles."""
     if mode == "best":
@@ -239,11 +293,19 @@ def scale(
       scope: ``"global"`` or ``"island"`` resampling with a mesh, as in :func:`smcflow.run`.
       chunk_size: evaluate the sampler over chunks of this many particles, as in :func:`smcflow.run`.
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
-        ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``.
+        ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``; for ``fk`` / ``urge`` /
+        ``twisted``, ``tempering=`` (default 0: none) the exponents of the intermediate potentials: a
+        ramp ``p`` (``(k/K)^p``), ``"adaptive"`` (chosen from the particles; not with ``chunk_size`` or
+        ``scope="island"``) or a schedule to replay, e.g. ``result.tempering[0]``
+        (:class:`~smcflow.scaling.methods.PathSteering`).
 
     Raises:
       TypeError / ValueError: a component breaks its contract (named in the message), before compiling.
       SMCNumericalError: the reward returned NaN / +inf or every weight vanished (components named).
+
+    Warns:
+      HeavyTailWarning: an exact method's weights are heavy-tailed or its ``log Z_hat`` spreads over
+        more than 1 nat across runs (module docstring), with the remedy.
     """
     sampler, reward = _resolve("sampler", sampler), _resolve("reward", reward)
     method = _resolve_method(method, method_config)
@@ -254,12 +316,18 @@ def scale(
         raise ValueError(f"errors={errors!r}; use 'raise' or 'flag'")
     event_shape = check_components(sampler, reward, n_particles)
     model = method.build(sampler, reward, beta)
+    adaptive = getattr(method, "tempering_mode", None) == "adaptive"
+    if adaptive and (scope == "island" and mesh is not None or chunk_size is not None and chunk_size < n_particles):
+        raise ValueError(
+            f"method {method.name!r}: tempering='adaptive' chooses each exponent from all particles at once, but "
+            f"{'scope=' + repr(scope) if scope == 'island' else 'chunk_size=' + str(chunk_size)} shows a step only "
+            "some of them; run a pilot without it and pass its schedule, tempering=pilot.tempering (one run's row)")
     key_run, key_final = jax.random.split(key)
     start = time.perf_counter()
     with warnings.catch_warnings():  # failures are reported below with the components named
         warnings.simplefilter("ignore", RuntimeWarning)
         smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", progress=progress, mesh=mesh,
-                  scope=scope, chunk_size=chunk_size, **method.run_options)
+                  scope=scope, chunk_size=chunk_size, summary=_exponent if adaptive else None, **method.run_options)
 
     traced = isinstance(smc.log_weights, jax.core.Tracer)  # under the user's jit / vmap
     weighted = bool(getattr(method, "weighted", True))
@@ -280,8 +348,18 @@ def scale(
     else:
         idx = jax.vmap(pick)(jax.random.split(key_final, n_runs), smc.log_weights, rewards)
     take = lambda a: jnp.take_along_axis(a, idx.reshape(idx.shape + (1,) * (a.ndim - idx.ndim)), axis=idx.ndim - 1)  # noqa: E731
+    exponents = _exponents(model, smc, adaptive, n_runs)
+    if adaptive:
+        smc = dataclasses.replace(smc, summaries=None)
+    khat = jnp.full(smc.log_evidence.shape, jnp.nan, smc.log_weights.dtype)
+    wall_time = math.nan
     if not traced:
         jax.block_until_ready(smc.log_weights)
+        wall_time = time.perf_counter() - start
+        if method.exact and weighted:
+            khat, messages = _heavy_tail_findings(smc.log_weights, smc.log_evidence, n_runs)
+            for message in messages:
+                warnings.warn(f"scale({names}): {message}. Remedy: {_remedy(method)}", HeavyTailWarning, stacklevel=2)
     return ScaleResult(
         samples=take(smc.particles.aux.estimate),
         sample_rewards=take(rewards),
@@ -295,5 +373,35 @@ def scale(
         has_evidence=weighted,
         event_dims=_event_dims(sampler, event_shape),
         selection=mode,
-        wall_time=math.nan if traced else time.perf_counter() - start,
+        wall_time=wall_time,
+        tempering=exponents,
+        pareto_khat=jnp.asarray(khat, smc.log_weights.dtype),
     )
+
+
+def _exponent(particles: Any, log_weights: jax.Array) -> jax.Array:
+    """``lambda_k``, read off the particles after each step (the same for all of them)."""
+    return particles.aux.exponent[0]
+
+
+def _exponents(model: Any, smc: SMCResult, adaptive: bool, n_runs: int | None) -> Any:
+    """The exponents ``lambda_0 .. lambda_K`` of the run(s): recorded (adaptive) or known in advance."""
+    if adaptive:
+        return smc.summaries
+    if getattr(model, "schedule", None) is not None:
+        table = jnp.asarray(model.schedule.exponents)
+    elif hasattr(model, "tempering"):
+        table = tempering_ramp(jnp.arange(model.n_steps + 1), model.n_steps, model.tempering)
+    else:
+        return None
+    table = table.astype(smc.log_weights.dtype)
+    return table if n_runs is None else jnp.broadcast_to(table, (n_runs,) + table.shape)
+
+
+def _remedy(method: Any) -> str:
+    """What to try first: tempering of the intermediate potentials when the method has them (the ramp
+    first: on the digits it fixes what adaptive tempering at ESS 0.5 does not, docs/scaling.md §4)."""
+    more = "more particles per run, or a proposal closer to the target (guidance)"
+    if getattr(method, "tempering_mode", None) is not None and method.potential != "none":
+        return f"tempering=2 (the ramp (k/K)^2 on the intermediate potentials) or tempering='adaptive', {more}"
+    return more

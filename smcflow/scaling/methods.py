@@ -38,14 +38,46 @@ from typing import Any, Callable, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .. import tempering as T
 from ..contracts import component_name
 from .steer import POTENTIALS, GreedyValueSearch, SteeredDiffusion
 
-__all__ = ["PathSteering", "GreedySearch", "BUILTIN_METHODS", "urge", "fk", "twisted", "importance",
+__all__ = ["PathSteering", "GreedySearch", "BUILTIN_METHODS", "TEMPERING_MODES", "urge", "fk", "twisted", "importance",
            "best_of_n", "svdd", "guidance"]
 
 Guidance = Union[str, Callable[[Any, Any], Any], None]
+
+#: how the exponents ``lambda_k`` of the intermediate potentials are chosen (:mod:`smcflow.scaling.steer`)
+TEMPERING_MODES = ("ramp", "adaptive", "frozen")
+
+
+def _check_tempering(method: str, value: Any) -> Any:
+    """``tempering`` normalised: a ramp exponent ``p >= 0`` (kept as given, may be traced),
+    ``"adaptive"`` or a :class:`~smcflow.tempering.Tempering` (kept), or a sequence of exponents
+    ``lambda_0 .. lambda_K`` (a tuple of floats: frozen)."""
+    if isinstance(value, T.Tempering):
+        if value.is_frozen:
+            return T.Tempering(T.check_target_ess(value.target_ess, f"method {method!r}: tempering.target_ess"),
+                               _check_schedule(method, value.exponents))
+        return T.adaptive(T.check_target_ess(value.target_ess, f"method {method!r}: tempering.target_ess"))
+    if isinstance(value, str):
+        if value != "adaptive":
+            raise ValueError(f"method {method!r}: tempering={value!r}; use 'adaptive', a ramp exponent p >= 0 "
+                             "or a schedule lambda_0 .. lambda_K (e.g. a result's .tempering)")
+        return value
+    if isinstance(value, jax.core.Tracer) or np.ndim(value) == 0:
+        _check_number(method, "tempering", value, low=0.0)
+        return value
+    return _check_schedule(method, value)
+
+
+def _check_schedule(method: str, exponents: Any) -> tuple[float, ...]:
+    if isinstance(exponents, jax.core.Tracer):
+        raise TypeError(f"method {method!r}: a tempering schedule must be concrete (it is checked), not traced")
+    arr = T.check_exponents(exponents, f"method {method!r}: tempering schedule", strict=False)
+    return tuple(float(v) for v in arr)
 
 
 def _check_number(method: str, name: str, value: Any, low: float, allow_inf: bool = False) -> None:
@@ -90,7 +122,11 @@ class PathSteering:
       guidance: ``"none"``, ``"reward_grad"`` or a callable ``g(x, t) -> (n, *event)``.
       guidance_scale: multiplies ``g``.
       guidance_clip: largest norm of ``g`` per particle (None: no clipping); exactness is kept.
-      tempering: exponent ``p`` of the ramp ``(k/K)^p`` on the intermediate potentials (0: none).
+      tempering: the exponents ``lambda_k`` of the intermediate potentials (:mod:`~smcflow.scaling.steer`):
+        a number ``p >= 0``, the ramp ``(k/K)^p`` (0: none); ``"adaptive"`` (target ESS fraction 0.5)
+        or :func:`smcflow.tempering.adaptive(target_ess) <smcflow.tempering.adaptive>`, chosen from the
+        particles; or a schedule ``lambda_0 .. lambda_K`` (non-decreasing in [0, 1], last exactly 1,
+        e.g. an adaptive result's ``.tempering`` of one run), replayed.
       potential: ``"difference"``, ``"max"``, ``"sum"`` or ``"none"``.
       weighted: False drops the weights (``guidance`` baseline).
       resampler, ess_threshold, schedule: passed to :func:`smcflow.run`.
@@ -102,7 +138,7 @@ class PathSteering:
     guidance: Guidance = "none"
     guidance_scale: float = 1.0
     guidance_clip: float | None = None
-    tempering: float = 0.0
+    tempering: Any = 0.0
     potential: str = "difference"
     weighted: bool = True
     resampler: Any = "systematic"
@@ -112,7 +148,10 @@ class PathSteering:
 
     def __post_init__(self):
         _check_number(self.name, "guidance_scale", self.guidance_scale, low=0.0)
-        _check_number(self.name, "tempering", self.tempering, low=0.0)
+        object.__setattr__(self, "tempering", _check_tempering(self.name, self.tempering))
+        if self.tempering_mode != "ramp" and (self.potential == "none" or not self.weighted):
+            raise ValueError(f"method {self.name!r}: tempering={self.tempering!r} chooses exponents of intermediate "
+                             "potentials from the weights; this method has none (potential='none' or no weights)")
         if self.guidance_clip is not None:
             _check_number(self.name, "guidance_clip", self.guidance_clip, low=0.0, allow_inf=True)
         if self.potential not in POTENTIALS:
@@ -129,6 +168,29 @@ class PathSteering:
         return "none" if self.guidance is None else self.guidance
 
     @property
+    def tempering_mode(self) -> str:
+        """One of :data:`TEMPERING_MODES`."""
+        if isinstance(self.tempering, T.Tempering):  # before tuple: a Tempering is a NamedTuple
+            return "frozen" if self.tempering.is_frozen else "adaptive"
+        if isinstance(self.tempering, tuple):
+            return "frozen"
+        return "adaptive" if isinstance(self.tempering, str) else "ramp"
+
+    def _schedule(self, n_steps: int, dtype) -> T.Tempering | None:
+        """The model's ``schedule`` (None for the ramp); a frozen one must have ``K + 1`` exponents."""
+        mode, value = self.tempering_mode, self.tempering
+        if mode == "ramp":
+            return None
+        if mode == "adaptive":
+            target = value.target_ess if isinstance(value, T.Tempering) else 0.5
+            return T.Tempering(jnp.asarray(target, dtype))
+        exponents = value.exponents if isinstance(value, T.Tempering) else value
+        if len(exponents) != n_steps + 1:
+            raise ValueError(f"method {self.name!r}: the tempering schedule has {len(exponents)} exponents; the "
+                             f"sampler has K = {n_steps} steps, so it needs K + 1 = {n_steps + 1} (lambda_0 .. lambda_K)")
+        return T.Tempering(jnp.asarray(0.5, dtype), jnp.asarray(exponents, dtype))
+
+    @property
     def run_options(self) -> dict[str, Any]:
         return {"resampler": self.resampler, "ess_threshold": self.ess_threshold, "schedule": self.schedule}
 
@@ -137,14 +199,17 @@ class PathSteering:
         if mode == "reward_grad":
             _check_differentiable(self.name, reward)
         dtype = jnp.zeros(()).dtype
+        n_steps = int(np.shape(sampler.times)[0]) - 1
+        ramp = self.tempering if self.tempering_mode == "ramp" else 0.0
         return SteeredDiffusion(
             sampler=sampler,
             reward=reward,
             beta=jnp.asarray(beta, dtype),
             guidance_scale=jnp.asarray(self.guidance_scale, dtype),
             guidance_clip=jnp.asarray(jnp.inf if self.guidance_clip is None else self.guidance_clip, dtype),
-            tempering=jnp.asarray(self.tempering, dtype),
+            tempering=jnp.asarray(ramp, dtype),
             guidance_fn=self.guidance if mode == "callable" else None,
+            schedule=self._schedule(n_steps, dtype),
             guidance_mode=mode,
             potential=self.potential,
             weighted=self.weighted,
@@ -174,7 +239,7 @@ class GreedySearch:
 
 
 def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip: float | None = None,
-         tempering: float = 0.0, potential: str = "difference", resampler: Any = "systematic",
+         tempering: Any = 0.0, potential: str = "difference", resampler: Any = "systematic",
          ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """URGE: Girsanov path weights for any guidance, telescoping potentials on the denoised estimate."""
     return PathSteering("urge", True, guidance=guidance, guidance_scale=guidance_scale, guidance_clip=guidance_clip,
@@ -182,14 +247,14 @@ def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip
                         ess_threshold=ess_threshold, schedule=schedule)
 
 
-def fk(potential: str = "difference", tempering: float = 0.0, resampler: Any = "systematic",
+def fk(potential: str = "difference", tempering: Any = 0.0, resampler: Any = "systematic",
        ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """Feynman-Kac steering: reference proposal, ``difference`` / ``max`` / ``sum`` potentials, exact final correction."""
     return PathSteering("fk", True, potential=potential, tempering=tempering, resampler=resampler,
                         ess_threshold=ess_threshold, schedule=schedule)
 
 
-def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, tempering: float = 0.0,
+def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, tempering: Any = 0.0,
             resampler: Any = "systematic", ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """Twisted SMC (TDS / DAS style): proposal guided by ``beta grad r(denoise)``, twisted weights."""
     return PathSteering("twisted", True, guidance="reward_grad", guidance_scale=guidance_scale,
