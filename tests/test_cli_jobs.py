@@ -27,6 +27,7 @@ def test_run_writes_summary_and_export_that_diagnose_reads(tmp_path, capsys):
     assert "smcflow diagnosis of InferenceData" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_scale_writes_samples_and_diagnose_writes_the_page(tmp_path):
     out = tmp_path / "scale"
     assert main(["scale", "gaussian_mixture", "linear", "--method", "fk", "--beta", "0.5", "--particles", "16",

@@ -1,6 +1,8 @@
 """The two demos run end to end (scaled down) and write their outputs."""
 import json
 
+import pytest
+
 import smcflow.demo as demo
 import smcflow.filter_demo as filter_demo
 
@@ -16,6 +18,7 @@ def test_scaling_demo_writes_outputs(tmp_path, monkeypatch):
     assert (tmp_path / "samples.png").stat().st_size > 0 and (tmp_path / "urge.nc").stat().st_size > 0
 
 
+@pytest.mark.slow  # the filter demo's parts are tested in test_filters.py
 def test_filter_demo_writes_outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(filter_demo, "N_PARTICLES", 500)
     monkeypatch.setattr(filter_demo, "N_RUNS", 4)

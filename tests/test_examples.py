@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
-SLOW = {"pomdp_ope.py", "sde_estimate_and_track.py"}  # over 10 s each; their parts are tested directly
+SLOW = {"pomdp_ope.py", "sde_estimate_and_track.py", "custom_score_and_reward.py"}  # over 10 s each; their parts
+# are tested directly
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.name, marks=pytest.mark.slow if p.name in SLOW else ())

@@ -124,6 +124,7 @@ def test_arviz_plots_run_on_filter_and_scale_exports():
         plt.close("all")
 
 
+@pytest.mark.slow
 def test_filter_export_has_pointwise_log_likelihood_for_loo():
     """With model= and a kept genealogy, log_likelihood[c, d, t] = log p(y_t | x_t) on draw d's path."""
     import warnings

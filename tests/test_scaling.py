@@ -371,6 +371,7 @@ def test_rebuilding_a_score_sampler_does_not_recompile():
     assert _run_compiled._cache_size() == size
 
 
+@pytest.mark.slow
 def test_minus_infinity_reward_is_a_hard_constraint(bimodal):
     """r = log 1{x > 0}: importance weights are exact (Z = P(x_K > 0) = 1/2 for the symmetric mixture);
     FK steering kills particles whose denoised estimate breaks the constraint and reports no failure."""

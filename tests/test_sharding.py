@@ -22,13 +22,18 @@ from mc import ALPHA, assert_unbiased_evidence
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def sharded():
+def _sharded_runs(*flags: str) -> dict:
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, str(HERE / "sharded_runs.py")], env=env, capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run([sys.executable, str(HERE / "sharded_runs.py"), *flags], env=env, capture_output=True,
+                         text=True, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def sharded():
+    """The 4-device runs (one subprocess; the Makefile's --dist loadfile keeps a module on one worker)."""
+    return _sharded_runs()
 
 
 def test_global_scope_is_the_single_device_run(sharded):
@@ -50,10 +55,11 @@ def test_island_scope_is_unbiased_and_agrees_with_global(sharded):
     assert stats.ttest_ind(ratio["global"], ratio["island"], equal_var=False).pvalue > ALPHA
 
 
-def test_scale_runs_sharded(sharded):
+@pytest.mark.slow
+def test_scale_runs_sharded():
     """scale(mesh=...) with global scope is the unsharded run; island scope gives finite estimates."""
-    le = sharded["scale_log_evidence"]
-    np.testing.assert_allclose(le["global"], sharded["scale_plain_log_evidence"], rtol=0, atol=1e-4)
+    le = _sharded_runs("--scale")["scale_log_evidence"]
+    np.testing.assert_allclose(le["global"], le["plain"], rtol=0, atol=1e-4)
     assert np.isfinite(le["island"]).all() and len(le["island"]) == 8
 
 
