@@ -14,6 +14,8 @@ import smcflow
 from mc import allowed_deviation, assert_mean_close, assert_unbiased_evidence
 from smcflow.infer import SMC, TemperingSchedule
 
+pytestmark = pytest.mark.xdist_group("infer")  # shares compiled programs and fixtures with its group
+
 RUNS = 64
 
 

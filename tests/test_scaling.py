@@ -24,6 +24,8 @@ from smcflow_rewards import indicator, linear, quadratic
 
 from mc import assert_mean_close, assert_unbiased_evidence, mean_check
 
+pytestmark = pytest.mark.xdist_group("scaling")  # shares compiled programs and fixtures with its group
+
 RUNS = 32
 
 

@@ -25,6 +25,8 @@ from smcflow_rewards import linear
 
 from mc import assert_mean_close, assert_unbiased_evidence
 
+pytestmark = pytest.mark.xdist_group("scaling")  # shares compiled programs and fixtures with its group
+
 RUNS = 32
 BETA = 3.0
 SHARP = T.adaptive(0.999)

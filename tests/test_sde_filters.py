@@ -23,6 +23,8 @@ from smcflow.exact import kalman_filter
 from smcflow.sde_filters import SDEFilter, filtering_moments
 from smcflow_sde import CorrelatedDiffusion2D
 
+pytestmark = pytest.mark.xdist_group("sde_filters")  # one worker builds the module fixtures once
+
 # -- a partially observed 2-D linear SDE ------------------------------------------------------------
 
 B = np.array([[-1.0, 0.8], [-0.8, -0.5]])

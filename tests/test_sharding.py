@@ -20,6 +20,7 @@ from smcflow.sharding import placement
 from mc import ALPHA, assert_unbiased_evidence
 
 HERE = Path(__file__).resolve().parent
+pytestmark = pytest.mark.xdist_group("sharding")  # one worker builds the 4-device fixture once
 
 
 def _sharded_runs(*flags: str) -> dict:
@@ -32,7 +33,7 @@ def _sharded_runs(*flags: str) -> dict:
 
 @pytest.fixture(scope="module")
 def sharded():
-    """The 4-device runs (one subprocess; the Makefile's --dist loadfile keeps a module on one worker)."""
+    """The 4-device runs (one subprocess: the xdist group keeps this module on one worker)."""
     return _sharded_runs()
 
 
