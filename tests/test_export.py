@@ -47,6 +47,7 @@ def test_inference_data_groups_and_dims():
         assert np.isin(post["velocity"].values[c], src).all()
 
 
+@pytest.mark.slow
 def test_resampled_draws_follow_the_weights():
     """Posterior draws are equally weighted: their mean matches the weighted particle mean."""
     res = smcflow.run(Mover(), jax.random.key(2), 4000)

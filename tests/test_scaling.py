@@ -337,6 +337,7 @@ def test_result_fields_are_views_of_the_smc_result(bimodal):
     assert res.rewards is res.smc.particles.aux.value and res.ess is res.smc.ess
 
 
+@pytest.mark.slow
 def test_scale_is_traceable_in_beta(bimodal):
     """jit and vmap over beta: one program, a sweep of log-evidences matching separate calls."""
     reward = linear([1.0])

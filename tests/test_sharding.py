@@ -33,7 +33,7 @@ def _sharded_runs(*flags: str) -> dict:
 
 @pytest.fixture(scope="module")
 def sharded():
-    """The 4-device runs (one subprocess: the xdist group keeps this module on one worker)."""
+    """The 4-device runs (one subprocess; make test's --dist loadfile keeps a module on one worker)."""
     return _sharded_runs()
 
 
