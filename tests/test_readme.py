@@ -5,6 +5,7 @@ import io
 import re
 from pathlib import Path
 
+import pytest
 from mc import allowed_deviation
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -16,6 +17,7 @@ def _blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+@pytest.mark.slow  # compiles every snippet of the README (~30 s); make test-all
 def test_readme_snippets_print_what_they_claim():
     namespace: dict = {}
     out = io.StringIO()
