@@ -29,7 +29,7 @@ import numpy as np
 from jax import lax
 
 from .path import euler_maruyama
-from .validation import merge_static, split_static
+from .validation import merge_static, real_scalar, split_static
 
 __all__ = ["SDE", "simulate_sde", "diffusion_factor", "check_sde", "check_step", "check_count", "em_substeps"]
 
@@ -95,18 +95,9 @@ def em_substeps(sde: Any, key: jax.Array, x: jax.Array, h: jax.Array, n_substeps
 
 def check_step(dt: Any, name: str = "dt") -> None:
     """``dt`` a finite real number > 0 (traced values pass unchecked)."""
-    if isinstance(dt, jax.core.Tracer):
-        return
-    if isinstance(dt, (bool, str, bytes)) or dt is None:
-        raise TypeError(f"{name} must be a number > 0, got {dt!r}")
-    try:
-        value = np.asarray(dt, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number > 0, got {dt!r} ({type(dt).__name__})") from None
-    if value.shape != ():
-        raise ValueError(f"{name} must be a scalar > 0, got shape {value.shape}")
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {float(value)}")
+    value = real_scalar(dt, name, "a number > 0")
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
 
 
 def check_count(value: Any, name: str, minimum: int = 1) -> int:

@@ -38,19 +38,30 @@ def check_n_particles(n: Any, name: str = "n_particles") -> int:
     return n
 
 
-def check_threshold(value: Any, name: str = "ess_threshold") -> None:
-    """A real number in [0, 1] (traced values are accepted unchecked)."""
+def real_scalar(value: Any, name: str, what: str) -> float | None:
+    """``value`` as a Python float, or None for a traced value (checked later, if at all).
+
+    Raises ``TypeError`` / ``ValueError`` naming ``name`` and saying it must be ``what`` (e.g.
+    ``"a number in [0, 1]"``) for strings, bools, None, non-numbers and non-scalars.
+    """
     if isinstance(value, jax.core.Tracer):
-        return
+        return None
     if isinstance(value, (str, bytes, bool)) or value is None:
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r} ({type(value).__name__})")
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r} ({type(value).__name__})") from None
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})") from None
     if arr.shape != ():
-        raise ValueError(f"{name} must be a scalar in [0, 1], got shape {arr.shape}")
-    v = float(arr)
+        raise ValueError(f"{name} must be a scalar, {what}, got shape {arr.shape}")
+    return float(arr)
+
+
+def check_threshold(value: Any, name: str = "ess_threshold") -> None:
+    """A real number in [0, 1] (traced values are accepted unchecked)."""
+    v = real_scalar(value, name, "a number in [0, 1]")
+    if v is None:
+        return
     if not 0.0 <= v <= 1.0:  # also rejects NaN
         raise ValueError(f"{name} must lie in [0, 1], got {v}")
 
