@@ -39,6 +39,7 @@ from .scaling import ScaleResult, scale
 from .sde import SDE, simulate_sde
 from .sde_filters import SDEStateSpaceModel, girsanov_filter
 from .ssm import StateSpaceModel, bootstrap_filter, guided_filter
+from .surrogate_filter import SurrogateStateSpaceModel, surge_filter
 
 try:
     __version__ = version("smcflow")
@@ -70,6 +71,8 @@ __all__ = [
     "simulate_sde",
     "SDEStateSpaceModel",
     "girsanov_filter",
+    "SurrogateStateSpaceModel",
+    "surge_filter",
     "ensemble_kalman_filter",
     "EnKFResult",
     "SMCNumericalError",

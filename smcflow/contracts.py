@@ -9,7 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import jax
 
-__all__ = ["FeynmanKac", "DiffusionSampler", "Reward", "ScalingMethod", "members", "require", "component_name"]
+__all__ = ["FeynmanKac", "DiffusionSampler", "ConditionalDiffusionSampler", "Reward", "ScalingMethod", "members", "require", "component_name"]
 
 
 @runtime_checkable
@@ -53,6 +53,31 @@ class DiffusionSampler(Protocol):
     def noise(self, t: jax.Array) -> jax.Array: ...
 
     def denoise(self, x: jax.Array, t: jax.Array) -> jax.Array: ...
+
+
+@runtime_checkable
+class ConditionalDiffusionSampler(Protocol):
+    """A diffusion model of a transition ``x_t | x_{t-1} = cond`` (plugin kind ``sampler``; the surrogate of
+    :func:`smcflow.surge_filter`). ``cond`` is ``(n, d)``, one previous state per particle.
+
+    The chain state ``z`` ``(n, d)`` starts at ``init(key, n, cond)`` on ``times[0]`` and moves by the reference
+    step ``z_{k+1} = z_k + h_k drift(z_k, t_k, cond) + noise(t_k) sqrt(h_k) xi`` (as :class:`DiffusionSampler`);
+    the next state is ``output(z_K, cond)`` (identity when absent). ``denoise(z, t, cond)`` estimates that
+    next state (in state space) from ``z`` at ``t``. Optional: ``drift_and_denoise(z, t, cond)`` (both from one
+    network evaluation), ``output(z, cond)``, ``tweedie_factor(t)`` (``()`` or ``(d,)``: the denoiser's
+    uncertainty ``Cov[x_t | z] ~ d denoise / d z * diag(tweedie_factor(t))``, used by the default guidance),
+    ``name``.
+    """
+
+    times: jax.Array
+
+    def init(self, key: jax.Array, n: int, cond: jax.Array) -> jax.Array: ...
+
+    def drift(self, x: jax.Array, t: jax.Array, cond: jax.Array) -> jax.Array: ...
+
+    def noise(self, t: jax.Array) -> jax.Array: ...
+
+    def denoise(self, x: jax.Array, t: jax.Array, cond: jax.Array) -> jax.Array: ...
 
 
 @runtime_checkable

@@ -27,7 +27,8 @@ def kalman_filter(ys, F, Q, H, R, m0, P0) -> KalmanResult:
     """Kalman filter for ``x_0 ~ N(m0, P0)``, ``x_t = F x_{t-1} + N(0, Q)``, ``y_t = H x_t + N(0, R)``.
 
     ``ys`` has shape ``(T, dy)`` (or ``(T,)`` for scalar observations); same time convention as
-    :class:`smcflow.StateSpaceModel` (``y_0`` observes ``x_0``).
+    :class:`smcflow.StateSpaceModel` (``y_0`` observes ``x_0``). A row with a NaN is a missing
+    observation: predicted, not updated, and contributing 0 to the log-likelihood.
     """
     ys = np.asarray(ys, dtype=np.float64)
     if ys.ndim == 1:
@@ -41,6 +42,11 @@ def kalman_filter(ys, F, Q, H, R, m0, P0) -> KalmanResult:
         if t > 0:
             m = F @ m
             P = F @ P @ F.T + Q
+        if np.isnan(ys[t]).any():
+            incs.append(0.0)
+            means.append(m)
+            covs.append(P)
+            continue
         S = H @ P @ H.T + R
         resid = ys[t] - H @ m
         chol = np.linalg.cholesky(S)

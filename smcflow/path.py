@@ -248,9 +248,16 @@ class PathFeynmanKac:
         sigma = jax.tree_util.tree_map(jnp.zeros_like, previous.sigma)
         return PathPoint(x, zeros, zeros, sigma, log_potential.astype(x.dtype), aux)
 
-    def advance(self, x: jax.Array, k: jax.Array, previous: PathPoint) -> PathPoint:
-        """The state at grid index ``k >= 1`` reached from ``previous``: terminal at ``K``."""
+    def advance(self, x: jax.Array, k: jax.Array, previous: PathPoint, key: Optional[jax.Array] = None) -> PathPoint:
+        """The state at grid index ``k >= 1`` reached from ``previous``: terminal at ``K``.
+
+        ``key`` is the step's key (the one :meth:`move` drew with): a model whose state is partly redrawn
+        on arrival (the surrogate filter restarts its forecast chain) derives its own stream from it."""
         return lax.cond(k == self.n_steps, self.terminal_point, lambda x, p: self.evaluate(x, k, p), x, previous)
+
+    def step_time(self, k: jax.Array) -> jax.Array:
+        """The time ``t_k`` at which step ``k`` evaluates ``noise``: ``times[k]``."""
+        return self.times[k]
 
     def step_size(self, k: jax.Array) -> jax.Array:
         """``h_k = |t_{k+1} - t_k|``. A model on a uniform grid may return its step exactly instead
@@ -259,7 +266,7 @@ class PathFeynmanKac:
 
     def move(self, key: jax.Array, k: jax.Array, point: PathPoint) -> tuple[jax.Array, jax.Array]:
         """Draw ``x_{k+1}`` from the (guided) step at ``point``; return it and the Girsanov log-ratio."""
-        t = self.times[k]
+        t = self.step_time(k)
         h = self.step_size(k)
         sigma = self.noise(t) if self.diffusion_kind == "scalar" else point.sigma
         xi = jax.random.normal(key, point.x.shape, point.x.dtype)
@@ -278,7 +285,7 @@ class PathFeynmanKac:
 
     def step(self, key: jax.Array, k: jax.Array, point: PathPoint) -> tuple[PathPoint, jax.Array]:
         x_new, log_ratio = self.move(key, k, point)
-        new = self.advance(x_new, k + 1, point)
+        new = self.advance(x_new, k + 1, point, key)
         if not self.weighted:
             return new, jnp.zeros_like(new.log_potential)
         # a dead particle (G_k = -inf) stays dead; -inf - (-inf) would be NaN

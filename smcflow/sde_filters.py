@@ -70,7 +70,7 @@ from .path import PathFeynmanKac, PathPoint, check_path_grid
 from .prng import streams
 from .sde import check_count, check_sde, check_step, diffusion_factor, em_substeps
 from .ssm import _check_part
-from .validation import merge_static, split_static
+from .validation import merge_static, register_model_pytree, split_static
 
 __all__ = [
     "SDEStateSpaceModel",
@@ -165,28 +165,7 @@ def _simulate_compiled(arrays, static, key: jax.Array, n_times: int):
     return jnp.concatenate([x0[None], xs])[:, 0], jnp.concatenate([y0[None], ys])[:, 0]
 
 
-_SSM_CHILDREN = ("initial", "sde", "observation", "dt")
-
-
-def _ssm_flatten(ssm):
-    return tuple(getattr(ssm, n) for n in _SSM_CHILDREN), ssm.n_substeps
-
-
-def _ssm_flatten_with_keys(ssm):
-    return tuple((jax.tree_util.GetAttrKey(n), getattr(ssm, n)) for n in _SSM_CHILDREN), ssm.n_substeps
-
-
-def _ssm_unflatten(n_substeps, children):
-    # rebuilt from (possibly placeholder) leaves while tracing: no construction check
-    ssm = object.__new__(SDEStateSpaceModel)
-    for name, value in zip(_SSM_CHILDREN, children):
-        object.__setattr__(ssm, name, value)
-    object.__setattr__(ssm, "n_substeps", n_substeps)
-    return ssm
-
-
-jax.tree_util.register_pytree_with_keys(SDEStateSpaceModel, _ssm_flatten_with_keys, _ssm_unflatten,
-                                        flatten_func=_ssm_flatten)
+register_model_pytree(SDEStateSpaceModel, ("initial", "sde", "observation", "dt"), static=("n_substeps",))
 
 
 def gaussian_moments(distribution: Distribution, n: int, y_shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
@@ -334,20 +313,24 @@ class SDEFilter(PathFeynmanKac):
 
 
 def filtering_log_weights(point: PathPoint, log_weights: jax.Array) -> jax.Array:
-    """Normalised log-weights of the filter ``p(x_k | y_{0:t})`` from an :class:`SDEFilter`'s particles
-    ``point`` and their (twisted) log-weights ``(n,)``: the look-ahead twist ``G_k - L_k`` removed
-    (module docstring). Dead particles stay at ``-inf``."""
-    twist = point.log_potential - point.aux
+    """Normalised log-weights of the filter ``p(x_k | y_{0:t})`` from a filter's particles ``point`` and
+    their (twisted) log-weights ``(n,)``: the look-ahead twist ``G_k - L_k`` removed (module docstring).
+    ``L_k`` is ``point.aux`` for an :class:`SDEFilter`, ``point.aux.collected`` for the surrogate filter
+    (:mod:`smcflow.surrogate_filter`). Dead particles stay at ``-inf``."""
+    twist = point.log_potential - getattr(point.aux, "collected", point.aux)
     log_w = log_weights - jnp.where(jnp.isfinite(twist), twist, 0.0)
     return log_w - jax.nn.logsumexp(log_w)
 
 
 def filtering_moments(point: PathPoint, log_weights: jax.Array) -> dict[str, jax.Array]:
     """Filter mean and variance ``{"mean": (d,), "var": (d,)}`` of the state: a ``summary`` for
-    :func:`smcflow.run` on an :class:`SDEFilter` (defined once, so it does not recompile)."""
+    :func:`smcflow.run` on an :class:`SDEFilter` or a surrogate filter (defined once, so it does not
+    recompile). The state is ``point.x``, or ``point.aux.state`` for the surrogate filter, whose ``x`` is
+    the forecast chain's."""
     w = jnp.exp(filtering_log_weights(point, log_weights))
-    mean = w @ point.x
-    return {"mean": mean, "var": w @ (point.x - mean) ** 2}
+    state = getattr(point.aux, "state", point.x)
+    mean = w @ state
+    return {"mean": mean, "var": w @ (state - mean) ** 2}
 
 
 def _filter(ssm: Any, ys: Any, guided: bool, lookahead: bool, caller: str) -> SDEFilter:

@@ -21,6 +21,7 @@ import numpy as np
 from jax import lax
 
 from .prng import streams
+from .validation import register_model_pytree
 
 __all__ = ["StateSpaceModel", "bootstrap_filter", "guided_filter", "BootstrapFilter", "GuidedFilter"]
 
@@ -97,28 +98,7 @@ class StateSpaceModel:
         return xs, ys
 
 
-def _ssm_flatten_with_keys(ssm: StateSpaceModel):
-    return tuple((jax.tree_util.GetAttrKey(name), getattr(ssm, name)) for name in _SSM_PARTS), None
-
-
-def _ssm_flatten(ssm: StateSpaceModel):
-    return tuple(getattr(ssm, name) for name in _SSM_PARTS), None
-
-
-def _ssm_unflatten(_aux: None, children) -> StateSpaceModel:
-    # JAX rebuilds pytrees with placeholder leaves (``object()`` proxies, axis specs, ``None`` from a
-    # ``tree_map``), so unflattening bypasses ``__init__`` and its check, as a dataclass copy would
-    ssm = object.__new__(StateSpaceModel)
-    for name, value in zip(_SSM_PARTS, children):
-        object.__setattr__(ssm, name, value)
-    return ssm
-
-
-# the same pytree as ``jax.tree_util.register_dataclass`` gives (three children, attribute keys),
-# but with an unflatten that does not run the construction check
-jax.tree_util.register_pytree_with_keys(
-    StateSpaceModel, _ssm_flatten_with_keys, _ssm_unflatten, flatten_func=_ssm_flatten
-)
+register_model_pytree(StateSpaceModel, tuple(_SSM_PARTS))
 
 
 def _positive_int(value: Any, name: str) -> int:

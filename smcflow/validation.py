@@ -240,3 +240,29 @@ def merge_static(arrays: list[Any], static: StaticPart) -> Any:
     arrays_iter, others_iter = iter(arrays), iter(static.others)
     leaves = [next(arrays_iter) if a else next(others_iter) for a in static.is_array]
     return jax.tree_util.tree_unflatten(static.treedef, leaves)
+
+
+def register_model_pytree(cls: type, children: tuple[str, ...], static: tuple[str, ...] = ()) -> type:
+    """Register a frozen model dataclass as a pytree whose unflatten skips its construction check.
+
+    The pytree is what ``jax.tree_util.register_dataclass`` gives (``children`` as children under
+    attribute keys, ``static`` as auxiliary data), but JAX rebuilds pytrees with placeholder leaves
+    (``object()`` proxies, axis specs, ``None`` from a ``tree_map``), so unflattening sets the fields
+    directly instead of calling ``__init__`` (and ``__post_init__``'s checks), as a dataclass copy would.
+    """
+
+    def flatten_with_keys(obj):
+        return (tuple((jax.tree_util.GetAttrKey(n), getattr(obj, n)) for n in children),
+                tuple(getattr(obj, n) for n in static))
+
+    def flatten(obj):
+        return tuple(getattr(obj, n) for n in children), tuple(getattr(obj, n) for n in static)
+
+    def unflatten(aux, values):
+        obj = object.__new__(cls)
+        for name, value in zip(children + static, tuple(values) + tuple(aux)):
+            object.__setattr__(obj, name, value)
+        return obj
+
+    jax.tree_util.register_pytree_with_keys(cls, flatten_with_keys, unflatten, flatten_func=flatten)
+    return cls
