@@ -416,10 +416,10 @@ DIGIT_METHODS = (
     Method("best_of_n", "best_of_n", score="pick"),
     Method("importance", "importance"),
     Method("fk difference, ramp", "fk", _RAMP),
-    Method("fk difference, no ramp", "fk"),
+    Method("fk difference, no ramp", "fk", {"tempering": 0.0}),
     Method("fk max", "fk", {"potential": "max"}),
     Method("urge (3∇r, ramp)", "urge", {"guidance": "reward_grad", "guidance_scale": 3.0, **_RAMP}, divisor=2),
-    Method("urge (∇r, clip 5, no ramp)", "urge", {"guidance": "reward_grad", "guidance_clip": 5.0}, divisor=2),
+    Method("urge (∇r, clip 5, no ramp)", "urge", {"guidance": "reward_grad", "guidance_clip": 5.0, "tempering": 0.0}, divisor=2),
     Method("svdd (M=4)", "svdd", {"n_candidates": 4}, score="uniform", divisor=4),
     Method("guidance (clip 5)", "guidance", {"guidance_clip": 5.0}, score="uniform", divisor=2),
 )

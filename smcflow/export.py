@@ -22,9 +22,22 @@ variable                   dims                meaning
                                                themselves (what :func:`smcflow.diagnose` reads)
 =========================  ==================  ==================================================
 
+A :func:`smcflow.scale` export adds, when the result has them:
+
+=========================  ==================  ==================================================
+``tempering``              chain, step         the exponent ``lambda_k`` that multiplied the
+                                               intermediate potential at step k (the schedule
+                                               used: ramp, adaptive or replayed; the last is 1)
+``pareto_khat``            chain               Pareto k-hat of the run's final weights (NaN when
+                                               not computed)
+=========================  ==================  ==================================================
+
+and the attribute ``tempering`` names the rule (``"ramp (k/K)^2"``, ``"adaptive (target ESS 0.5)"``,
+...).
+
 Provenance is in the attributes of every group: ``inference_library``, ``smcflow_version``,
 ``plugins`` (the installed plugin distributions with their versions), and for ``scale`` results the
-method, ``beta``, NFE and exactness.
+method, ``beta``, NFE, exactness and the tempering rule.
 
 Note: arviz's own ``ess`` (autocorrelation along ``draw``) is not an SMC effective sample size;
 use ``sample_stats.ess``.
@@ -179,11 +192,27 @@ def to_datatree(result, key: jax.Array | None = None, num_draws: int | None = No
 
 def scale_inference_data(result):
     """``InferenceData`` of a :class:`~smcflow.ScaleResult`: posterior ``x`` (its ``samples``, event
-    axes named by ``result.event_dims``) and ``reward``; method, beta, NFE and exactness in attrs."""
+    axes named by ``result.event_dims``) and ``reward``; ``tempering`` (chain, step) and ``pareto_khat``
+    (chain) in ``sample_stats`` next to the SMC statistics; method, beta, NFE, exactness and the
+    tempering rule in attrs."""
     has_runs = result.smc.n_runs is not None
     samples = np.asarray(_with_chain(result.samples, has_runs))
     posterior = {"x": samples, "reward": np.asarray(_with_chain(result.sample_rewards, has_runs))}
     attrs = {"method": result.method, "exact": int(result.exact), "beta": float(np.mean(np.asarray(result.beta))),
-             "nfe": int(result.nfe), "reward_evaluations": int(result.reward_evaluations)}
-    return _build(posterior, {"x": list(result.event_dims)}, _with_chain(result.sample_log_weights, has_runs),
-                  result.smc, attrs, has_evidence=result.has_evidence, selection=result.selection)
+             "nfe": int(result.nfe), "reward_evaluations": int(result.reward_evaluations),
+             "tempering": str(getattr(result, "tempering_rule", "n/a"))}
+    idata = _build(posterior, {"x": list(result.event_dims)}, _with_chain(result.sample_log_weights, has_runs),
+                   result.smc, attrs, has_evidence=result.has_evidence, selection=result.selection)
+    stats = idata.sample_stats
+    extra = {}
+    tempering = getattr(result, "tempering", None)
+    if tempering is not None:
+        table = np.asarray(_with_chain(tempering, has_runs), dtype=np.float64)
+        if table.shape == (stats.sizes["chain"], stats.sizes["step"]):
+            extra["tempering"] = (["chain", "step"], table)
+    khat = getattr(result, "pareto_khat", None)
+    if khat is not None:
+        extra["pareto_khat"] = (["chain"], np.asarray(_with_chain(khat, has_runs), dtype=np.float64).reshape(-1))
+    if extra:
+        idata.sample_stats = stats.assign(extra).assign_attrs(stats.attrs)
+    return idata

@@ -86,6 +86,33 @@ def test_summary_and_arviz_export(adaptive_runs, capsys):
     assert stats.attrs["kernel"] == "rmh" and np.isnan(stats["acceptance"][0, 0])
 
 
+# -- waste-free SMC (Dau and Chopin, 2022) ------------------------------------------------------------------
+def test_waste_free_evidence_and_a_wrong_bookkeeping_is_caught():
+    """256 particles as 32 chains of length 8 per tempering step, 64 runs vmapped: E[Z_hat / Z] = 1 and the
+    posterior mean, against the closed form. Negative control, through the same check on the same runs'
+    per-stage evidence increments: the chain states weighted 1 / M each (as their chain start was)
+    instead of 1 / N, i.e. each increment summed over a chain instead of averaged over all N states."""
+    chains = 8
+    smc = SMC(gaussian_mean, n_particles=256, n_moves=1, waste_free=chains, n_runs=RUNS).run(jax.random.key(3), Y)
+    assert_unbiased_evidence(smc.log_evidence, LOG_Z, "Gaussian mean, waste-free")
+    assert_mean_close(np.mean(smc.get_samples()["mu"], axis=1), POST_MEAN, "Gaussian mean, waste-free: posterior mean")
+    stats = smc.to_inference_data().sample_stats
+    assert smc.schedule.exponents[-1] == 1.0 and stats.attrs["waste_free"] == chains
+    increments = np.asarray(stats["log_evidence_increment"], np.float64)  # (run, stage), NaN past the end
+    np.testing.assert_allclose(np.nansum(increments, axis=1), np.asarray(smc.log_evidence), rtol=1e-5, atol=1e-4)
+    moved = np.isfinite(increments[:, 1:])  # the stages after a waste-free move (stage 0: the prior draws)
+    wrong = np.nansum(increments, axis=1) + np.log(chains) * moved.sum(axis=1)
+    with pytest.raises(AssertionError, match="Z_hat / Z"):
+        assert_unbiased_evidence(wrong, LOG_Z, "negative control: waste-free states weighted per chain")
+
+
+@pytest.mark.parametrize("value, error, match", [(1, ValueError, ">= 2"), (3, ValueError, "must divide n_particles=10"),
+                                                 (2.0, TypeError, "waste_free")])
+def test_bad_waste_free_is_refused(value, error, match):
+    with pytest.raises(error, match=match):
+        SMC(gaussian_mean, n_particles=10, waste_free=value)
+
+
 # -- Beta-Bernoulli: a constrained site (the Jacobian of the logit map enters the prior) -------------------
 A, B = 2.0, 3.0
 FLIPS = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1], dtype=np.float32)

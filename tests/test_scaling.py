@@ -57,9 +57,9 @@ EXACT_1D = {
     "urge (constant guidance)": ("urge", {"guidance": lambda x, t: 0.5 * jnp.ones_like(x)}),
     "urge (clipped gradient, resample every 20)": ("urge", {"guidance": "reward_grad", "guidance_clip": 0.2,
                                                              "schedule": 20}),
-    "fk (difference)": ("fk", {}),
+    "fk (difference, default ramp (k/K)^2)": ("fk", {}),
     "fk (max)": ("fk", {"potential": "max"}),
-    "fk (difference, tempered (k/K)^2)": ("fk", {"tempering": 2.0}),
+    "fk (difference, untempered)": ("fk", {"tempering": 0.0}),
     "urge (reward gradient x2, tempered k/K)": ("urge", {"guidance": "reward_grad", "guidance_scale": 2.0,
                                                           "tempering": 1.0}),
     "twisted": ("twisted", {}),
@@ -69,7 +69,7 @@ EXACT_1D = {
 
 # the default suite runs these at beta = 1 (a sharp tilt: resampling happens); the others are slow
 DEFAULT_1D = {"urge (no guidance)", "urge (reward gradient)", "urge (constant guidance)", "fk (max)",
-              "fk (difference, tempered (k/K)^2)", "importance"}
+              "fk (difference, untempered)", "importance"}
 
 
 CASES_1D = [pytest.param(label, beta, id=f"{label}-{beta}",

@@ -7,6 +7,7 @@
     smc.log_evidence                           # log p(y | x) estimate
     smc.get_samples()                          # equally weighted posterior draws, constrained space
     smc.print_summary(); smc.schedule; smc.acceptance; smc.pareto_k; smc.to_inference_data()
+    smcflow.infer.SMC(model, n_particles=1000, waste_free=10)  # waste-free: 100 chains of length 10
 
 Likelihood tempering from the prior to the posterior (:mod:`smcflow.infer.tempered`) with the
 exponents chosen by :mod:`smcflow.tempering`, BlackJAX rejuvenation moves (:mod:`smcflow.infer.moves`)
@@ -67,6 +68,7 @@ class _Spec(NamedTuple):
     n_steps: int
     n_runs: int | None
     num_samples: int
+    chain_length: int = 1
 
 
 def _split_inputs(inputs: Any) -> tuple[list, StaticPart]:
@@ -93,7 +95,7 @@ def _run_program(keys, k_model, model_inputs, exponents, scales, inputs_static: 
                          "unconstrained dimensions")
     plan = Plan(T.Tempering(spec.target_ess, exponents), scales)
     moves = move_config(spec.move_options[0], target.dim, *spec.move_options[1:])
-    one = partial(tempered_run, TemperedModel(target, moves, plan, spec.n_steps), cfg=spec.settings)
+    one = partial(tempered_run, TemperedModel(target, moves, plan, spec.n_steps, spec.chain_length), cfg=spec.settings)
     return (one if spec.n_runs is None else jax.vmap(one))(keys)
 
 
@@ -108,6 +110,21 @@ def _draws_program(keys, u, log_w, k_model, model_inputs, inputs_static: StaticP
     return (draws if spec.n_runs is None else jax.vmap(draws))(keys, u, log_w)
 
 
+def _check_waste_free(value: Any, n_particles: int) -> int | None:
+    """None, or a chain length ``P >= 2`` dividing ``n_particles`` (a ValueError / TypeError naming it)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"waste_free must be None or an int chain length >= 2, got {value!r}")
+    p = int(value)
+    if p < 2:
+        raise ValueError(f"waste_free={p}: the chain length must be >= 2 (None moves every particle)")
+    if n_particles % p:
+        raise ValueError(f"waste_free={p} must divide n_particles={n_particles} (N = chains x chain length); "
+                         f"e.g. n_particles={n_particles - n_particles % p + p}")
+    return p
+
+
 class SMC:
     """Adaptive tempered SMC for a numpyro model with continuous latent sites.
 
@@ -116,12 +133,16 @@ class SMC:
       n_particles: N >= 1.
       kernel: rejuvenation move, ``"rmh"`` (random-walk Metropolis), ``"mala"`` or ``"hmc"``, in
         coordinates whitened by the particles' standard deviations (:mod:`smcflow.infer.moves`).
-      n_moves: kernel steps per particle per tempering step.
+      n_moves: kernel steps per particle per tempering step (with ``waste_free``: per chain transition).
       step_size: the kernel's step size in whitened coordinates (default per kernel and dimension).
       num_integration_steps: leapfrog steps of ``"hmc"``.
       target_ess: conditional-ESS fraction in (0, 1) each tempering step aims at (smaller: fewer,
         bigger steps).
       tempering: ``"adaptive"``, or a :class:`TemperingSchedule` (e.g. a pilot's ``smc.schedule``) to replay.
+      waste_free: None (every resampled particle is moved), or the chain length ``P >= 2``, a divisor of
+        ``n_particles``: waste-free SMC (Dau and Chopin, 2022; :mod:`smcflow.infer.tempered`) keeps
+        ``N / P`` resampled particles and runs a chain of ``P - 1`` transitions from each; all N chain
+        states are the next particles, and the evidence is the mean of the increments over all of them.
       resampler: a resampling scheme of :func:`smcflow.run` (the kernel resamples at every step).
       max_steps: cap on the number of tempering steps; a run that does not reach exponent 1 raises.
       n_runs: if given, that many independent runs (vmapped); results gain a leading run axis.
@@ -130,8 +151,9 @@ class SMC:
 
     def __init__(self, model: Callable, *, n_particles: int, kernel: str = "rmh", n_moves: int = 5,
                  step_size: float | None = None, num_integration_steps: int = 5, target_ess: float = 0.5,
-                 tempering: str | TemperingSchedule = "adaptive", resampler: Any = "systematic",
-                 max_steps: int = 200, n_runs: int | None = None, errors: str = "raise"):
+                 tempering: str | TemperingSchedule = "adaptive", waste_free: int | None = None,
+                 resampler: Any = "systematic", max_steps: int = 200, n_runs: int | None = None,
+                 errors: str = "raise"):
         if not callable(model):
             raise TypeError(f"model must be a numpyro model (a callable), got {model!r}")
         self.model = model
@@ -149,6 +171,7 @@ class SMC:
             self._frozen = None
         else:
             raise ValueError(f"tempering={tempering!r}; use 'adaptive' or a TemperingSchedule (a pilot's smc.schedule)")
+        self.waste_free = _check_waste_free(waste_free, self.n_particles)
         self.resampler = resolve_resampler(resampler)
         self.max_steps = check_n_particles(max_steps, name="max_steps")
         self.n_runs = None if n_runs is None else check_n_particles(n_runs, name="n_runs")
@@ -162,7 +185,8 @@ class SMC:
     def _spec(self, num_samples: int = 0) -> "_Spec":
         n_steps = self.max_steps if self._frozen is None else self._frozen.exponents.shape[0] - 1
         return _Spec(self.model, self.n_particles, self._move_options, self.target_ess, self._frozen is not None,
-                     RunSettings(self.n_particles, self.resampler, max(n_steps, 1)), n_steps, self.n_runs, num_samples)
+                     RunSettings(self.n_particles, self.resampler, max(n_steps, 1)), n_steps, self.n_runs, num_samples,
+                     self.waste_free or 1)
 
     def run(self, key: jax.Array, *args, **kwargs) -> "SMC":
         """Run on ``model(*args, **kwargs)``; returns ``self``. The same key gives the same result.
@@ -263,7 +287,8 @@ class SMC:
         run) and ``sample_stats``: ``log_evidence`` and ``pareto_k`` (chain), ``particle_log_weight`` (chain, particle) and,
         per tempering stage (stage 0 is the prior draw), ``exponent``, ``acceptance`` (NaN at stage 0),
         ``ess`` and ``log_evidence_increment`` (chain, stage; NaN past a run's last stage); attrs hold
-        the kernel, ``n_particles``, ``target_ess`` and whether the schedule was frozen."""
+        the kernel, ``n_particles``, ``target_ess``, ``waste_free`` (the chain length; 0: off) and whether
+        the schedule was frozen."""
         import arviz as az
         import xarray as xr
 
@@ -272,6 +297,7 @@ class SMC:
         n_stages = int(np.max(out["n_steps"])) + 1
         attrs = {"inference_library": "smcflow.infer.SMC", "kernel": self._move_options[0],
                  "n_particles": self.n_particles, "target_ess": self.target_ess,
+                 "waste_free": int(self.waste_free or 0),
                  "frozen": int(self._frozen is not None), "evidence": "estimate"}
         posterior = az.dict_to_dataset({name: chain(v) for name, v in self.get_samples(key).items()},
                                        library=None, attrs=attrs)

@@ -17,6 +17,20 @@ Step-level quantities (the exponent, the whitening scale, the acceptance rate) a
 particle leaves (equal across particles except the acceptance), so the kernel's state needs no new
 field; they are read off right after each step.
 
+**Waste-free moves** (Dau and Chopin, 2022; ``chain_length = P > 1``, ``N = M P``). Instead of moving
+each of the N resampled particles, a step keeps ``M = N / P`` of them as chain starts and runs one
+Markov chain of length ``P`` from each (``P - 1`` transitions, each ``n_moves`` kernel steps leaving
+``pi_{lam_{t+1}}`` invariant); all ``M P`` chain states, starts included, are the N particles of the
+next reweighting. The starts are the resampled particles at positions ``c, c + P, c + 2P, ...`` with
+``c`` uniform in ``0 .. P-1``: every resampled particle is a start with probability ``1 / P``, so
+particle ``i`` starts ``M W_i`` chains on average, as a resampling of M would. The bookkeeping is the
+kernel's own: the N states enter the reweighting with equal weights ``1 / N`` (not ``1 / M`` each
+chain), so the evidence increment is the mean of the increments over all N states. Given the past,
+the mean over the N states of any ``f`` has expectation ``eta(G Kbar f) / eta(G)`` with the
+``pi``-invariant kernel ``Kbar = (1 / P) sum_{j < P} K^j``: the structure of standard SMC, so the same
+unbiasedness (frozen schedule) and consistency hold. Each step costs ``(P - 1) M = N - M`` moves
+instead of N.
+
 **Frozen replay.** A pilot run's exponents and whitening scales (:class:`Plan`) replayed make every
 potential and every kernel independent of the particle system, so ``exp(log Z_hat)`` is exactly
 unbiased for the evidence.
@@ -74,6 +88,7 @@ class TemperedModel:
     moves: MoveConfig
     plan: Plan
     n_steps: int
+    chain_length: int = 1  # P: 1 moves every particle; P > 1 is waste-free (module docstring)
 
     def _reweigh(self, t, log_lik, lam_prev):
         n = log_lik.shape[0]
@@ -101,12 +116,34 @@ class TemperedModel:
             log_prior, log_lik = self.target.log_parts(u)
             return log_prior + lam * log_lik
 
-        keys = jax.random.split(key, x.u.shape[0])
-        u, accept = jax.vmap(lambda k, ui: move(self.moves, k, ui, log_pi, scale))(keys, x.u)
+        if self.chain_length > 1:
+            u, accept = self._waste_free(key, x.u, log_pi, scale)
+        else:
+            keys = jax.random.split(key, x.u.shape[0])
+            u, accept = jax.vmap(lambda k, ui: move(self.moves, k, ui, log_pi, scale))(keys, x.u)
         log_lik = jax.vmap(self.target.log_parts)(u)[1]
         lam_next, log_g = self._reweigh(t + 1, log_lik, lam)
         n = u.shape[0]
         return Particles(u, jnp.full((n,), lam_next, u.dtype), accept, jnp.broadcast_to(scale, u.shape)), log_g
+
+
+    def _waste_free(self, key, u, log_pi, scale):
+        """``M = N / P`` chain starts picked from the resampled ``u (N, d)``, ``P - 1`` transitions each;
+        all ``N`` states ``(N, d)`` and, per state, its chain's mean acceptance ``(N,)``."""
+        n, p = u.shape[0], self.chain_length
+        m = n // p
+        k_pick, k_chain = jax.random.split(key)
+        offset = jax.random.randint(k_pick, (), 0, p)
+        starts = u[offset + p * jnp.arange(m)]
+
+        def transition(v, k):
+            v, acc = jax.vmap(lambda kk, vi: move(self.moves, kk, vi, log_pi, scale))(jax.random.split(k, m), v)
+            return v, (v, acc)
+
+        _, (states, accepts) = lax.scan(transition, starts, jax.random.split(k_chain, p - 1))
+        chains = jnp.concatenate([starts[None], states], axis=0)  # (P, M, d): state j of chain i at [j, i]
+        accept = jnp.broadcast_to(jnp.mean(accepts, axis=0), (p, m)).reshape(n)
+        return chains.reshape(n, u.shape[1]), accept
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,9 @@ class ScaleResult:
         one run's row back as ``tempering=`` to replay it. None for ``svdd``.
       pareto_khat: Pareto ``k̂`` of each run's final weights (``()`` or ``(R,)``); NaN when not
         computed (inexact methods, fewer than 20 live particles, equal weights, or traced).
+      tempering_rule: how ``tempering`` was chosen, in words: ``"none"``, ``"ramp (k/K)^2"`` (the
+        default of fk / urge / twisted), ``"adaptive (target ESS 0.5)"``, ``"frozen (replayed schedule)"``;
+        ``"n/a"`` for methods that do not say.
     """
 
     samples: jax.Array
@@ -105,6 +108,7 @@ class ScaleResult:
     wall_time: float = field(default=math.nan, metadata=dict(static=True))
     tempering: Any = None
     pareto_khat: Any = None
+    tempering_rule: str = field(default="n/a", metadata=dict(static=True))
 
     @property
     def particles(self) -> jax.Array:
@@ -294,10 +298,11 @@ def scale(
       chunk_size: evaluate the sampler over chunks of this many particles, as in :func:`smcflow.run`.
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
         ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``; for ``fk`` / ``urge`` /
-        ``twisted``, ``tempering=`` (default 0: none) the exponents of the intermediate potentials: a
-        ramp ``p`` (``(k/K)^p``), ``"adaptive"`` (chosen from the particles; not with ``chunk_size`` or
-        ``scope="island"``) or a schedule to replay, e.g. ``result.tempering[0]``
-        (:class:`~smcflow.scaling.methods.PathSteering`).
+        ``twisted``, ``tempering=`` the exponents of the intermediate potentials: a ramp ``p``
+        (``(k/K)^p``; default 2, the ramp ``(k/K)^2``; 0: none), ``"adaptive"`` (chosen from the
+        particles; not with ``chunk_size`` or ``scope="island"``) or a schedule to replay, e.g.
+        ``result.tempering[0]`` (:class:`~smcflow.scaling.methods.PathSteering`; docs/scaling.md
+        section 4 says why the default is the ramp).
 
     Raises:
       TypeError / ValueError: a component breaks its contract (named in the message), before compiling.
@@ -376,6 +381,7 @@ def scale(
         wall_time=wall_time,
         tempering=exponents,
         pareto_khat=jnp.asarray(khat, smc.log_weights.dtype),
+        tempering_rule=str(getattr(method, "tempering_rule", "n/a")),
     )
 
 
@@ -399,9 +405,15 @@ def _exponents(model: Any, smc: SMCResult, adaptive: bool, n_runs: int | None) -
 
 
 def _remedy(method: Any) -> str:
-    """What to try first: tempering of the intermediate potentials when the method has them (the ramp
-    first: on the digits it fixes what adaptive tempering at ESS 0.5 does not, docs/scaling.md §4)."""
+    """What to try first. For a method with intermediate potentials: the ramp ``tempering=2`` (the
+    default) when it ran untempered or adaptively (on the digits the ramp fixes what adaptive
+    tempering does not, docs/scaling.md section 4), a steeper ramp when it already ran one."""
     more = "more particles per run, or a proposal closer to the target (guidance)"
-    if getattr(method, "tempering_mode", None) is not None and method.potential != "none":
-        return f"tempering=2 (the ramp (k/K)^2 on the intermediate potentials) or tempering='adaptive', {more}"
-    return more
+    mode = getattr(method, "tempering_mode", None)
+    if mode is None or method.potential == "none":
+        return more
+    value = method.tempering
+    if mode == "ramp" and not isinstance(value, jax.core.Tracer) and float(value) > 0.0:
+        return (f"a steeper ramp of the intermediate potentials, e.g. tempering={2.0 * float(value):g} "
+                f"(now (k/K)^{float(value):g}), {more}")
+    return f"tempering=2 (the default ramp (k/K)^2 on the intermediate potentials), {more}"

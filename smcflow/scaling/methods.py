@@ -44,13 +44,26 @@ from .. import tempering as T
 from ..contracts import component_name
 from .steer import POTENTIALS, GreedyValueSearch, SteeredDiffusion
 
-__all__ = ["PathSteering", "GreedySearch", "BUILTIN_METHODS", "TEMPERING_MODES", "urge", "fk", "twisted", "importance",
+__all__ = ["PathSteering", "GreedySearch", "BUILTIN_METHODS", "TEMPERING_MODES", "DEFAULT_TEMPERING",
+           "default_tempering", "urge", "fk", "twisted", "importance",
            "best_of_n", "svdd", "guidance"]
 
 Guidance = Union[str, Callable[[Any, Any], Any], None]
 
 #: how the exponents ``lambda_k`` of the intermediate potentials are chosen (:mod:`smcflow.scaling.steer`)
 TEMPERING_MODES = ("ramp", "adaptive", "frozen")
+
+#: the default ``tempering`` of the methods with intermediate potentials (fk, urge, twisted): the ramp
+#: ``lambda_k = (k/K)^2``. Why a ramp and not the adaptive rule: docs/scaling.md section 4 (on a trained
+#: network the conditional ESS measures how *spread* the early potentials are, not how well they
+#: predict the final reward, and the adaptive exponents reach 1 while those potentials are still noise)
+DEFAULT_TEMPERING = 2.0
+
+
+def default_tempering(potential: str, weighted: bool) -> float:
+    """The ``tempering`` used when none is given: :data:`DEFAULT_TEMPERING` for a weighted method with
+    intermediate potentials, else 0 (nothing to temper; gradient guidance is then left untempered)."""
+    return DEFAULT_TEMPERING if potential != "none" and weighted else 0.0
 
 
 def _check_tempering(method: str, value: Any) -> Any:
@@ -123,8 +136,10 @@ class PathSteering:
       guidance_scale: multiplies ``g``.
       guidance_clip: largest norm of ``g`` per particle (None: no clipping); exactness is kept.
       tempering: the exponents ``lambda_k`` of the intermediate potentials (:mod:`~smcflow.scaling.steer`):
-        a number ``p >= 0``, the ramp ``(k/K)^p`` (0: none); ``"adaptive"`` (target ESS fraction 0.5)
-        or :func:`smcflow.tempering.adaptive(target_ess) <smcflow.tempering.adaptive>`, chosen from the
+        None (the default): :func:`default_tempering`, the ramp ``(k/K)^2`` for weighted methods with
+        intermediate potentials, else 0; a number ``p >= 0``, the ramp ``(k/K)^p`` (0: none);
+        ``"adaptive"`` (target ESS fraction 0.5) or
+        :func:`smcflow.tempering.adaptive(target_ess) <smcflow.tempering.adaptive>`, chosen from the
         particles; or a schedule ``lambda_0 .. lambda_K`` (non-decreasing in [0, 1], last exactly 1,
         e.g. an adaptive result's ``.tempering`` of one run), replayed.
       potential: ``"difference"``, ``"max"``, ``"sum"`` or ``"none"``.
@@ -138,7 +153,7 @@ class PathSteering:
     guidance: Guidance = "none"
     guidance_scale: float = 1.0
     guidance_clip: float | None = None
-    tempering: Any = 0.0
+    tempering: Any = None
     potential: str = "difference"
     weighted: bool = True
     resampler: Any = "systematic"
@@ -148,6 +163,8 @@ class PathSteering:
 
     def __post_init__(self):
         _check_number(self.name, "guidance_scale", self.guidance_scale, low=0.0)
+        if self.tempering is None:
+            object.__setattr__(self, "tempering", default_tempering(self.potential, self.weighted))
         object.__setattr__(self, "tempering", _check_tempering(self.name, self.tempering))
         if self.tempering_mode != "ramp" and (self.potential == "none" or not self.weighted):
             raise ValueError(f"method {self.name!r}: tempering={self.tempering!r} chooses exponents of intermediate "
@@ -175,6 +192,20 @@ class PathSteering:
         if isinstance(self.tempering, tuple):
             return "frozen"
         return "adaptive" if isinstance(self.tempering, str) else "ramp"
+
+    @property
+    def tempering_rule(self) -> str:
+        """How the exponents are chosen, in words (recorded in results and exports): ``"none"``,
+        ``"ramp (k/K)^2"``, ``"adaptive (target ESS 0.5)"`` or ``"frozen (replayed schedule)"``."""
+        mode, value = self.tempering_mode, self.tempering
+        if mode == "frozen":
+            return "frozen (replayed schedule)"
+        if mode == "adaptive":
+            target = value.target_ess if isinstance(value, T.Tempering) else 0.5
+            return f"adaptive (target ESS {float(target):g})"
+        if isinstance(value, jax.core.Tracer):
+            return "ramp (k/K)^p (p traced)"
+        return "none" if float(value) == 0.0 else f"ramp (k/K)^{float(value):g}"
 
     def _schedule(self, n_steps: int, dtype) -> T.Tempering | None:
         """The model's ``schedule`` (None for the ramp); a frozen one must have ``K + 1`` exponents."""
@@ -239,7 +270,7 @@ class GreedySearch:
 
 
 def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip: float | None = None,
-         tempering: Any = 0.0, potential: str = "difference", resampler: Any = "systematic",
+         tempering: Any = None, potential: str = "difference", resampler: Any = "systematic",
          ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """URGE: Girsanov path weights for any guidance, telescoping potentials on the denoised estimate."""
     return PathSteering("urge", True, guidance=guidance, guidance_scale=guidance_scale, guidance_clip=guidance_clip,
@@ -247,14 +278,14 @@ def urge(guidance: Guidance = "none", guidance_scale: float = 1.0, guidance_clip
                         ess_threshold=ess_threshold, schedule=schedule)
 
 
-def fk(potential: str = "difference", tempering: Any = 0.0, resampler: Any = "systematic",
+def fk(potential: str = "difference", tempering: Any = None, resampler: Any = "systematic",
        ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """Feynman-Kac steering: reference proposal, ``difference`` / ``max`` / ``sum`` potentials, exact final correction."""
     return PathSteering("fk", True, potential=potential, tempering=tempering, resampler=resampler,
                         ess_threshold=ess_threshold, schedule=schedule)
 
 
-def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, tempering: Any = 0.0,
+def twisted(guidance_scale: float = 1.0, guidance_clip: float | None = None, tempering: Any = None,
             resampler: Any = "systematic", ess_threshold: float = 0.5, schedule: Any = "adaptive") -> PathSteering:
     """Twisted SMC (TDS / DAS style): proposal guided by ``beta grad r(denoise)``, twisted weights."""
     return PathSteering("twisted", True, guidance="reward_grad", guidance_scale=guidance_scale,
