@@ -57,18 +57,11 @@ xs, ys = model(problem.sde).simulate(jax.random.key(2), N_OBS)
 
 
 # 3. filter with the learned dynamics: weighted mean and 5 % / 95 % quantiles at every substep
-def weighted_quantiles(x, log_w, qs=(0.05, 0.95)):
-    order = jnp.argsort(x, axis=0)
-    cdf = jnp.cumsum(jnp.exp(log_w)[order], axis=0)
-    pick = jnp.stack([jnp.argmax(cdf >= q, axis=0) for q in qs])  # (len(qs), d)
-    return jnp.take_along_axis(jnp.take_along_axis(x, order, axis=0), pick, axis=0)
-
-
 def summary(point, log_w):
     # the Girsanov filter's weights carry a look-ahead twist towards the next observation: remove it to
     # get the filter p(x_t | y_0..t) (for the bootstrap filter this changes nothing)
     log_w = filtering_log_weights(point, log_w)
-    return {"mean": jnp.exp(log_w) @ point.x, "band": weighted_quantiles(point.x, log_w)}
+    return {"mean": jnp.exp(log_w) @ point.x, "band": smcflow.weights.quantiles(point.x, log_w)}
 
 
 results = {}

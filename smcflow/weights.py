@@ -4,7 +4,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["normalise_with_ess", "moments", "weight_statistics"]
+__all__ = ["normalise_with_ess", "moments", "quantiles", "weight_statistics"]
 
 
 def normalise_with_ess(log_weights: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -47,6 +47,23 @@ def moments(x, log_weights: jax.Array):
         "mean": jax.tree_util.tree_map(lambda p: p[0], pairs, is_leaf=is_pair),
         "var": jax.tree_util.tree_map(lambda p: p[1], pairs, is_leaf=is_pair),
     }
+
+
+def quantiles(x: jax.Array, log_weights: jax.Array, qs=(0.05, 0.95)) -> jax.Array:
+    """Weighted quantiles ``(len(qs), *event)`` of ``x`` ``(n, *event)`` coordinate by coordinate.
+
+    For each coordinate the particles are sorted and the ``q``-quantile is the first value whose
+    cumulative normalised weight reaches ``q`` (the inverse of the weighted empirical CDF).
+    ``log_weights`` need not be normalised.
+    """
+    log_w, _, _ = normalise_with_ess(log_weights)
+    order = jnp.argsort(x, axis=0)
+    w = jnp.exp(log_w).reshape(log_w.shape + (1,) * (x.ndim - 1))
+    cdf = jnp.cumsum(jnp.take_along_axis(jnp.broadcast_to(w, x.shape), order, axis=0), axis=0)
+    levels = jnp.asarray(qs, cdf.dtype).reshape((-1,) + (1,) * x.ndim)
+    # the first index with cdf >= q; the last particle when rounding leaves the cdf just below q
+    pick = jnp.minimum(jnp.sum(cdf[None] < levels, axis=1), x.shape[0] - 1)
+    return jnp.take_along_axis(jnp.take_along_axis(x, order, axis=0), pick, axis=0)
 
 
 def weight_statistics(x, log_weights: jax.Array) -> dict[str, jax.Array]:
