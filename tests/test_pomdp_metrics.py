@@ -16,6 +16,8 @@ Exact references, each with a negative control that the same checking code must 
 * ``hilbert`` equals its formula, is invariant under positive rescaling of coordinates and contracts
   by Birkhoff's coefficient under a positive matrix (control: ``tv`` is not invariant).
 """
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,7 +171,7 @@ def test_w1_w2_of_gaussian_particles_converge_to_the_closed_forms():
 
 def weightless_sinkhorn(epsilon, p):
     """Negative control: a Sinkhorn that forgets the weights (uniform marginals)."""
-    metric = Sinkhorn(epsilon=epsilon, p=p, tol=1e-6)
+    metric = Sinkhorn(epsilon=epsilon, p=p, tol=1e-5)
     return lambda b1, b2: metric((b1[0], np.zeros(len(b1[1]))), (b2[0], np.zeros(len(b2[1]))))
 
 
@@ -190,8 +192,10 @@ def sinkhorn_squeezed_to_ot(make_metric) -> bool:
 
 
 def test_sinkhorn_tends_to_exact_ot_as_epsilon_shrinks():
-    # at eps = 0.01 the default max_iter (2000) stops before convergence, below W_p^p: allow enough sweeps
-    assert sinkhorn_squeezed_to_ot(lambda eps, p: Sinkhorn(epsilon=eps, p=p, tol=1e-5, max_iter=20000))
+    # the default max_iter converges down to eps = 0.01 (epsilon scaling and over-relaxation)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an unconverged pair would warn
+        assert sinkhorn_squeezed_to_ot(lambda eps, p: Sinkhorn(epsilon=eps, p=p, tol=1e-5))
     assert not sinkhorn_squeezed_to_ot(weightless_sinkhorn), "negative control not caught"
 
 
@@ -199,7 +203,7 @@ def test_sinkhorn_tends_to_exact_ot_as_epsilon_shrinks():
 def test_sinkhorn_on_discrete_beliefs_agrees_with_pot_log_domain():
     cost = line_cost(8)
     P, Q = dirichlet(8, 4), dirichlet(8, 4)
-    got = Sinkhorn(epsilon=0.05, cost=cost, tol=1e-7, max_iter=20000).paired(P, Q)
+    got = Sinkhorn(epsilon=0.05, cost=cost, tol=1e-6, max_iter=20000).paired(P, Q)
     want = [np.sum(ot.sinkhorn(p, q, cost, 0.05, method="sinkhorn_log", stopThr=1e-10, numItermax=100000) * cost)
             for p, q in zip(P, Q)]
     np.testing.assert_allclose(got, want, rtol=2e-4)
@@ -346,16 +350,101 @@ def test_metric_axioms_on_particle_beliefs(x, y, z):
         check_axioms(metric, name, x, y, z, separated and name != "mmd")  # MMD can be tiny for far sets
 
 
-def test_sinkhorn_reports_when_its_iterations_run_out():
-    # near-ties of the line cost: this pair needs ~9,000 sweeps at epsilon = 0.05
-    p, q = np.array([8, 9, 10, 2]) / 29, np.array([15, 12, 15, 4]) / 46
+# near-ties of the line cost: plain Sinkhorn needs ~9,000 sweeps on this pair at epsilon = 0.05
+SLOW_PAIR = np.array([8, 9, 10, 2]) / 29, np.array([15, 12, 15, 4]) / 46
+
+
+def test_sinkhorn_warns_when_its_iterations_run_out():
+    p, q = SLOW_PAIR
     exact = float(w1(cost=line_cost(4))(p, q))
-    short = Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6, max_iter=2000).solve(p, q)
-    assert int(short.n_iter) == 2000 and float(short.error) > 1e-6
-    assert float(short.cost) < exact  # unconverged: below W_1
-    full = Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6, max_iter=50000).solve(p, q)
-    assert int(full.n_iter) < 50000 and float(full.error) <= 1e-6
-    assert exact - 1e-5 <= float(full.cost) <= exact + 0.05 * np.log(16)
+    short = Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6, max_iter=100)
+    with pytest.warns(RuntimeWarning, match=r"1 of 1 pair\(s\) did not reach tol=1e-06 within max_iter=100"):
+        out = short.solve(p, q)
+    assert int(out.n_iter) >= 100 and float(out.error) > 1e-6 and not bool(out.converged)
+    assert float(out.cost) < exact  # unconverged: below W_1, which is why it must not pass silently
+    with pytest.warns(RuntimeWarning, match="did not reach tol"):
+        short(p, q)
+    with pytest.raises(smcflow.SMCNumericalError, match="did not reach tol"):
+        Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6, max_iter=100, errors="raise")(p, q)
+
+
+def test_sinkhorn_batches_report_how_many_pairs_ran_out():
+    p, q = SLOW_PAIR
+    short = Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6, max_iter=100)
+    with pytest.warns(RuntimeWarning, match=r"4 of 4 pair\(s\)"):
+        short.pairwise(np.stack([p, p]), np.stack([q, q]))
+    with pytest.warns(RuntimeWarning, match=r"2 of 2 pair\(s\)"):
+        short.paired(np.stack([p, p]), np.stack([q, q]))
+
+
+def test_sinkhorn_warns_from_inside_a_users_jit():
+    p, q = (jnp.asarray(b, jnp.float32) for b in SLOW_PAIR)
+    short = Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6, max_iter=100)
+    with pytest.warns(RuntimeWarning, match="did not reach tol"):
+        jax.block_until_ready(jax.jit(short.pairwise)(p[None], q[None]))
+
+
+def test_sinkhorn_default_budget_converges_silently_on_the_slow_pair():
+    # negative control of the two above: a converged solve must not warn
+    p, q = SLOW_PAIR
+    exact = float(w1(cost=line_cost(4))(p, q))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        out = Sinkhorn(epsilon=0.05, cost=line_cost(4), tol=1e-6).solve(p, q)
+    assert bool(out.converged) and float(out.error) <= 1e-6 and int(out.n_iter) < 10000
+    # the plan's rows are off by error in L1, which moves <P, C> by at most error * max C
+    slack = float(out.error) * 3.0
+    assert exact - slack - 1e-6 <= float(out.cost) <= exact + 0.05 * np.log(16)
+
+
+def exact_entropic_value(p, q, cost, epsilon, f, g):
+    """POT's float64 ``<P, C>`` for the marginals of the plan ``p q exp((f + g - C) / eps)``: what the
+    solver's value must equal to float32 rounding whatever its tolerance."""
+    plan = p[:, None] * q[None, :] * np.exp((f[:, None] + g[None, :] - cost) / epsilon)
+    rows, cols = plan.sum(1), plan.sum(0)
+    ref = ot.sinkhorn(rows / rows.sum(), cols / cols.sum(), cost, epsilon, method="sinkhorn_log", stopThr=1e-13,
+                      numItermax=1_000_000)
+    return float(np.sum(ref * cost))
+
+
+@pytest.mark.parametrize("epsilon", [0.05, 0.01])  # one shared kernel (range / eps = 20); per-pair kernels (100)
+def test_batched_sinkhorn_value_is_the_entropic_value_of_its_plan(epsilon):
+    n_states = 6
+    cost = line_cost(n_states) / (n_states - 1)
+    P, Q = dirichlet(n_states, 3), dirichlet(n_states, 4)
+    out = Sinkhorn(epsilon=epsilon, cost=cost, tol=1e-5).solve_pairwise(P, Q)
+    assert bool(np.all(out.converged)) and float(np.max(out.error)) <= 1e-5
+    # float32 rounding of the exponents (f + g - C) / eps, each of size <= max C / eps
+    atol = 4 * np.finfo(np.float32).eps * (cost.max() / epsilon) * cost.max()
+    f, g = np.asarray(out.f, np.float64), np.asarray(out.g, np.float64)
+    for i, j in np.ndindex(3, 4):
+        want = exact_entropic_value(P[i], Q[j], cost, epsilon, f[i, j], g[i, j])
+        assert float(out.cost[i, j]) == pytest.approx(want, abs=atol)
+    # the batched values are those of one pair at a time (both within tol of the same plan)
+    single = Sinkhorn(epsilon=epsilon, cost=cost, tol=1e-5)
+    for i, j in ((0, 0), (2, 3)):
+        one = single.solve(P[i], Q[j])
+        assert float(one.cost) == pytest.approx(float(out.cost[i, j]), abs=(float(one.error) + float(out.error[i, j]))
+                                                * cost.max() + atol)
+
+
+def test_batched_sinkhorn_on_particles_with_epsilon_scaling():
+    # squared distances up to ~30 at eps = 0.05: range / eps ~ 600, so epsilon scaling and absorption run
+    rng = np.random.default_rng(11)
+    X, Y = rng.normal(size=(2, 12, 2)), rng.normal(size=(3, 10, 2)) + 1.0
+    LX, LY = np.log(rng.dirichlet(np.ones(12), 2)), np.log(rng.dirichlet(np.ones(10), 3))
+    epsilon = 0.05
+    out = Sinkhorn(epsilon=epsilon, p=2, tol=1e-5).solve_pairwise((X, LX), (Y, LY))
+    assert bool(np.all(out.converged))
+    f, g = np.asarray(out.f, np.float64), np.asarray(out.g, np.float64)
+    for i, j in np.ndindex(2, 3):
+        cost = ot.dist(X[i], Y[j])
+        atol = 4 * np.finfo(np.float32).eps * (cost.max() / epsilon) * cost.max()
+        want = exact_entropic_value(np.exp(LX[i]), np.exp(LY[j]), cost, epsilon, f[i, j], g[i, j])
+        assert float(out.cost[i, j]) == pytest.approx(want, abs=atol)
+    # control: a plan's value read against the wrong pair's marginals is caught
+    wrong = exact_entropic_value(np.exp(LX[1]), np.exp(LY[2]), ot.dist(X[1], Y[2]), epsilon, f[0, 0][:12], g[0, 0])
+    assert abs(float(out.cost[0, 0]) - wrong) > 1e-2
 
 
 @settings(max_examples=20, deadline=None)

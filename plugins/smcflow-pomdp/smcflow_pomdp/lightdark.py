@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from ._checks import positive
+
 __all__ = ["LightDark1D", "lightdark_1d"]
 
 
@@ -69,8 +71,7 @@ def lightdark_1d(moves=(-1.0, 0.0, 1.0), light: float = 5.0, noise_floor: float 
     if moves.ndim != 1 or moves.size == 0 or not np.all(np.isfinite(moves)):
         raise ValueError(f"moves must be a non-empty 1-D array of finite displacements, got {moves}")
     for name, value in (("noise_floor", noise_floor), ("process_sd", process_sd), ("initial_sd", initial_sd)):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value}")
+        positive(value, name)
     if not noise_slope >= 0:
         raise ValueError(f"noise_slope must be >= 0, got {noise_slope}")
     if not 0.0 <= discount < 1.0:

@@ -32,6 +32,7 @@ host (:mod:`smcflow_pomdp.ot`) and are not differentiable.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
@@ -40,10 +41,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from smcflow.errors import SMCNumericalError
 
+from ._checks import positive
 from .beliefs import ParticleBelief, as_pair
 from .ot import SOLVERS, ot_cost, sorted_cdf, wasserstein_1d_power
-from .sinkhorn import SinkhornOutput, sinkhorn, sinkhorn_cost
+from .sinkhorn import SinkhornOutput, sinkhorn_batch
 
 __all__ = ["BeliefMetric", "TV", "Wasserstein", "Sinkhorn", "MMD", "Hilbert", "METRICS", "pair_map"]
 
@@ -72,11 +75,6 @@ def _row_map(fn, xs: jax.Array, ys: Any, entries_per_row: int) -> jax.Array:
 
 def _concrete(value: Any) -> bool:
     return isinstance(value, (int, float, np.ndarray, np.generic, jax.Array)) and not isinstance(value, jax.core.Tracer)
-
-
-def _positive(value: Any, name: str) -> None:
-    if _concrete(value) and not (np.ndim(value) == 0 and float(value) > 0):
-        raise ValueError(f"{name} must be a number > 0, got {value!r}")
 
 
 def _cost_matrix(cost: Any) -> Any:
@@ -289,57 +287,183 @@ class Wasserstein(BeliefMetric):
         return self._root(pair_map(lambda a, b: wasserstein_1d_power(*a, *b, self.p), xs, ys, 4 * (n + m)))
 
 
+ERRORS = ("flag", "raise")
+
+
+def _pair_batches(fn, xs: Any, ys: Any, entries_per_pair: int) -> Any:
+    """``fn(X, Y)`` on batches of pairs ``(x_i, y_j)``, every pair of the leading axes: leaves ``(n1, n2, ...)``.
+
+    Unlike :func:`pair_map`, ``fn`` gets whole chunks of about ``CHUNK_ENTRIES / entries_per_pair`` pairs
+    (a batched solver), the last chunk padded with repeats of the first pair.
+    """
+    n1, n2 = (jax.tree_util.tree_leaves(t)[0].shape[0] for t in (xs, ys))
+    total = n1 * n2
+    chunk = int(max(1, min(total, CHUNK_ENTRIES // max(entries_per_pair, 1))))
+    n_chunks = -(-total // chunk)
+    k = jnp.arange(n_chunks * chunk) % total
+    i, j = (k // n2).reshape(n_chunks, chunk), (k % n2).reshape(n_chunks, chunk)
+    take = lambda tree, idx: jax.tree_util.tree_map(lambda a: a[idx], tree)  # noqa: E731
+    out = lax.map(lambda ij: fn(take(xs, ij[0]), take(ys, ij[1])), (i, j))
+    return jax.tree_util.tree_map(lambda a: a.reshape(n_chunks * chunk, *a.shape[2:])[:total].reshape(n1, n2, *a.shape[2:]), out)
+
+
+def _paired_batches(fn, xs: Any, ys: Any, entries_per_pair: int) -> Any:
+    """``fn(X, Y)`` on chunks of the pairs ``(x_i, y_i)``: leaves ``(n, ...)``."""
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    chunk = int(max(1, min(n, CHUNK_ENTRIES // max(entries_per_pair, 1))))
+    n_chunks = -(-n // chunk)
+    k = (jnp.arange(n_chunks * chunk) % n).reshape(n_chunks, chunk)
+    take = lambda tree, idx: jax.tree_util.tree_map(lambda a: a[idx], tree)  # noqa: E731
+    out = lax.map(lambda idx: fn(take(xs, idx), take(ys, idx)), k)
+    return jax.tree_util.tree_map(lambda a: a.reshape(n_chunks * chunk, *a.shape[2:])[:n], out)
+
+
+def _unconverged_message(n_bad: int, n_all: int, worst: float, tol: Any, max_iter: int) -> str:
+    return (f"sinkhorn: {n_bad} of {n_all} pair(s) did not reach tol={float(tol):g} within max_iter={max_iter} "
+            f"sweeps (largest L1 marginal error {worst:.3g}); their values are not converged and may lie "
+            "below W_p. Raise max_iter or epsilon; Sinkhorn.solve / solve_pairwise give the per-pair "
+            "error and converged flags.")
+
+
+def _host_report(converged, error, tol, *, max_iter: int, errors: str) -> None:
+    converged, error = np.asarray(converged), np.asarray(error)
+    bad = ~converged
+    if not bad.any():
+        return
+    worst = float(np.max(np.where(bad, error, 0.0)))
+    message = _unconverged_message(int(bad.sum()), bad.size, worst, tol, max_iter)
+    if errors == "raise":
+        raise SMCNumericalError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
 class Sinkhorn(BeliefMetric):
-    """``<P_eps, C^p>^(1/p)`` by log-domain Sinkhorn (differentiable); see :mod:`smcflow_pomdp.sinkhorn`."""
+    """``<P_eps, C^p>^(1/p)`` by batched Sinkhorn (differentiable); see :mod:`smcflow_pomdp.sinkhorn`.
+
+    ``errors`` says what happens when a pair runs out of ``max_iter`` sweeps before its L1 marginal
+    error reaches ``tol``: ``"flag"`` (default) warns (a ``RuntimeWarning``, also from inside a user's
+    ``jit`` through a host callback) and returns the values; ``"raise"`` raises
+    :class:`smcflow.SMCNumericalError` (inside a ``jit``: a ``JaxRuntimeError`` with the same message).
+    :meth:`solve` and :meth:`solve_pairwise` return the per-pair ``error`` and ``converged`` flags.
+    The raw kernels ``discrete`` / ``particles`` (for composing inside other programs) do not report.
+    """
 
     name: ClassVar[str] = "sinkhorn"
     epsilon: Any = 0.05
     p: float = field(default=1.0, metadata={"static": True})
     cost: Any = None
     tol: Any = 1e-4
-    max_iter: int = field(default=2000, metadata={"static": True})
+    max_iter: int = field(default=10000, metadata={"static": True})
+    errors: str = field(default="flag", metadata={"static": True})
 
     def __post_init__(self):
-        _positive(self.epsilon, "epsilon")
-        _positive(self.tol, "tol")
+        positive(self.epsilon, "epsilon")
+        positive(self.tol, "tol")
         object.__setattr__(self, "p", _power(self.p))
         object.__setattr__(self, "cost", _cost_matrix(self.cost))
         if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, int) or self.max_iter < 1:
             raise ValueError(f"max_iter must be an int >= 1, got {self.max_iter!r}")
+        if self.errors not in ERRORS:
+            raise ValueError(f"errors={self.errors!r}; use 'flag' or 'raise'")
 
     def check(self, kind, belief):
         _check_cost(self.cost, kind, belief, self.name)
 
     def problem(self, kind: str, x: Any, y: Any) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """``(log_a, log_b, C^p)`` of two checked beliefs of ``kind`` ("discrete" or "particles")."""
+        """``(log_a, log_b, C^p)`` of two checked beliefs (or batches of them) of ``kind``; a discrete
+        problem's cost is the shared ``(S, S)`` matrix."""
         if kind == "discrete":
             ground = _zero_one(x.shape[-1], x.dtype) if self.cost is None else self.cost
             return jnp.log(x), jnp.log(y), ground**self.p
-        return x.log_weights, y.log_weights, _ground_cost(x.particles, y.particles, self.p)
+        cost = jax.vmap(_ground_cost, in_axes=(0, 0, None))(x.particles, y.particles, self.p) \
+            if x.particles.ndim == 3 else _ground_cost(x.particles, y.particles, self.p)
+        return x.log_weights, y.log_weights, cost
 
-    def _value(self, kind, x, y):
-        power = sinkhorn_cost(*self.problem(kind, x, y), self.epsilon, self.tol, self.max_iter)
+    def _root(self, power):
         return power if self.p == 1 else jnp.maximum(power, 0.0) ** (1.0 / self.p)
 
+    def _batch(self, kind, xs, ys) -> SinkhornOutput:
+        return sinkhorn_batch(*self.problem(kind, xs, ys), self.epsilon, self.tol, self.max_iter)
+
+    def _entries(self, kind, xs) -> int:
+        n = xs.shape[-1] if kind == "discrete" else xs.log_weights.shape[-1]
+        return n * n
+
+    # raw kernels: values only
     def discrete(self, p, q):
-        return self._value("discrete", p, q)
+        return self._root(self._batch("discrete", p[None], q[None]).cost[0])
 
     def particles(self, x, y):
-        return self._value("particles", x, y)
+        one = lambda b: jax.tree_util.tree_map(lambda a: a[None], b)  # noqa: E731
+        return self._root(self._batch("particles", one(x), one(y)).cost[0])
+
+    def pairwise_discrete(self, P, Q):
+        return self._root(_pair_batches(partial(self._batch, "discrete"), P, Q, self._entries("discrete", P)).cost)
+
+    def pairwise_particles(self, X, Y):
+        return self._root(_pair_batches(partial(self._batch, "particles"), X, Y, self._entries("particles", X)).cost)
+
+    # checked entry points: values, with unconverged pairs reported
+    def _report(self, out: SinkhornOutput) -> None:
+        report = partial(_host_report, max_iter=self.max_iter, errors=self.errors)
+        if any(isinstance(v, jax.core.Tracer) for v in (out.converged, self.tol)):
+            jax.debug.callback(report, out.converged, out.error, jnp.asarray(self.tol))
+        else:
+            report(out.converged, out.error, self.tol)
+
+    def __call__(self, b1: Any, b2: Any) -> jax.Array:
+        out = self.solve(b1, b2)
+        return self._root(out.cost)
+
+    def pairwise(self, beliefs1: Any, beliefs2: Any = None) -> jax.Array:
+        return self._root(self.solve_pairwise(beliefs1, beliefs2).cost)
+
+    def paired(self, beliefs1: Any, beliefs2: Any) -> jax.Array:
+        kind, xs, ys = as_pair(beliefs1, beliefs2, ("beliefs1", "beliefs2"), batch=True)
+        n1, n2 = (jax.tree_util.tree_leaves(b)[0].shape[0] for b in (xs, ys))
+        if n1 != n2:
+            raise ValueError(f"paired distances need batches of equal size, got {n1} and {n2} beliefs")
+        self.check(kind, xs)
+        out = _sinkhorn_paired(self, kind, xs, ys)
+        self._report(out)
+        return self._root(out.cost)
 
     def solve(self, b1: Any, b2: Any) -> SinkhornOutput:
         """The solver's whole output for one pair: ``cost = <P_eps, C^p>`` (not its root), the potentials,
-        ``n_iter`` and the final L1 marginal ``error``; ``error > tol`` means ``max_iter`` ran out."""
+        ``n_iter``, the plan's L1 marginal ``error`` and ``converged`` (``error <= tol``); an
+        unconverged pair is also reported as ``errors=`` says."""
         kind, x, y = as_pair(b1, b2)
         self.check(kind, x)
-        return _sinkhorn_solve(self, kind, x, y)
+        out = _sinkhorn_solve(self, kind, x, y)
+        self._report(out)
+        return out
+
+    def solve_pairwise(self, beliefs1: Any, beliefs2: Any = None) -> SinkhornOutput:
+        """:meth:`solve` for every pair of two batches: every field with leading axes ``(n1, n2)``."""
+        kind, xs, ys = as_pair(beliefs1, beliefs1 if beliefs2 is None else beliefs2, ("beliefs1", "beliefs2"),
+                               batch=True)
+        self.check(kind, xs)
+        out = _sinkhorn_pairwise(self, kind, xs, ys)
+        self._report(out)
+        return out
 
 
 @partial(jax.jit, static_argnames="kind")
 def _sinkhorn_solve(metric: Sinkhorn, kind: str, x: Any, y: Any) -> SinkhornOutput:
-    return sinkhorn(*metric.problem(kind, x, y), metric.epsilon, metric.tol, metric.max_iter)
+    one = lambda b: jax.tree_util.tree_map(lambda a: a[None], b)  # noqa: E731
+    return SinkhornOutput(*(v[0] for v in metric._batch(kind, one(x), one(y))))
+
+
+@partial(jax.jit, static_argnames="kind")
+def _sinkhorn_pairwise(metric: Sinkhorn, kind: str, xs: Any, ys: Any) -> SinkhornOutput:
+    return _pair_batches(partial(metric._batch, kind), xs, ys, metric._entries(kind, xs))
+
+
+@partial(jax.jit, static_argnames="kind")
+def _sinkhorn_paired(metric: Sinkhorn, kind: str, xs: Any, ys: Any) -> SinkhornOutput:
+    return _paired_batches(partial(metric._batch, kind), xs, ys, metric._entries(kind, xs))
 
 
 @jax.tree_util.register_dataclass
@@ -357,7 +481,7 @@ class MMD(BeliefMetric):
     points: Any = None
 
     def __post_init__(self):
-        _positive(self.bandwidth, "bandwidth")
+        positive(self.bandwidth, "bandwidth")
         if _concrete(self.points):
             pts = np.asarray(self.points, dtype=np.float64)
             if pts.ndim != 2 or not np.all(np.isfinite(pts)):

@@ -27,6 +27,7 @@ import itertools
 
 import numpy as np
 
+from ._checks import positive
 from .pomdp import DiscretePOMDP, discrete_pomdp
 
 __all__ = ["tiger", "switching_tiger", "rocksample", "ROCKSAMPLE_4_4_ROCKS"]
@@ -73,8 +74,7 @@ def rocksample(size: int = 4, rocks=ROCKSAMPLE_4_4_ROCKS, half_distance: float =
     if size < 1 or not rocks or len(set(rocks)) != len(rocks) or any(
             not (0 <= c < size and 0 <= r < size) for c, r in rocks):
         raise ValueError(f"rocks must be distinct cells of the {size}x{size} grid, got {rocks}")
-    if half_distance <= 0:
-        raise ValueError(f"half_distance must be > 0, got {half_distance}")
+    positive(half_distance, "half_distance")
     k = len(rocks)
     cells = list(itertools.product(range(size), range(size)))  # (column, row)
     states = [(c, r, bits) for c, r in cells for bits in range(2 ** k)]
