@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Sharded particles: global vs island resampling over 1, 2, 4, 8 forced host devices, and N = 1e6,
-1e7 on one CPU with time and peak memory.
+"""Sharded particles: global vs island resampling (without and with island exchanges) over 1, 2, 4, 8
+forced host devices, and N = 1e6, 1e7 on one CPU with time and peak memory.
 
 Each configuration runs in a fresh process (XLA fixes the host device count at start-up) that times the
 1-D linear-Gaussian bootstrap filter of ``bench_bootstrap.py`` (T = 100) through the public
@@ -10,7 +10,7 @@ the relative cost of the two scopes' communication, not a speed-up. Writes the s
 ``bench_sharding`` of ``docs/benchmarks.md`` unless ``--no-write``.
 
 Usage: python benchmarks/bench_sharding.py [--devices 1,2,4,8] [--n 65536] [--big 1e6,1e7]
-       [--chunks 8] [--repeats 3] [--no-write]
+       [--chunks 8] [--exchange-every 10] [--repeats 3] [--no-write]
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ cfg = json.loads({cfg!r})
 mesh = Mesh(np.array(jax.devices()), ("particles",)) if cfg["devices"] > 1 else None
 kwargs = dict(ess_threshold=ESS_FRACTION, chunk_size=cfg.get("chunk"))
 if mesh is not None:
-    kwargs.update(mesh=mesh, scope=cfg["scope"])
+    kwargs.update(mesh=mesh, scope=cfg["scope"], island_exchange=cfg.get("exchange"))
 def call(seed):
     start = time.perf_counter()
     jax.block_until_ready(smcflow.run(model, jax.random.key(seed), cfg["n"], **kwargs).log_evidence)
@@ -69,15 +69,18 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=65536)
     p.add_argument("--big", default="1e6,1e7")
     p.add_argument("--chunks", type=int, default=8, help="chunked runs use chunk_size = N / chunks")
+    p.add_argument("--exchange-every", type=int, default=10, help="island_exchange of the exchanging islands' rows")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     rows = []
     for d in [int(v) for v in args.devices.split(",")]:
-        for scope in (("global",) if d == 1 else ("global", "island")):
-            r = measure({"devices": d, "scope": scope, "n": args.n, "repeats": args.repeats})
-            rows.append((d, scope, r))
-            print(f"devices={d} {scope:6s}: {r['median_s'] * 1e3:.1f} ms, peak {r['peak_mib']:.0f} MiB", flush=True)
+        for scope, every in (((("global", None),) if d == 1 else
+                              (("global", None), ("island", None), ("island", args.exchange_every)))):
+            r = measure({"devices": d, "scope": scope, "n": args.n, "repeats": args.repeats, "exchange": every})
+            label = scope if every is None else f"island, exchange every {every}"
+            rows.append((d, label, r))
+            print(f"devices={d} {label}: {r['median_s'] * 1e3:.1f} ms, peak {r['peak_mib']:.0f} MiB", flush=True)
     big = []
     for n in [int(float(v)) for v in args.big.split(",") if v]:
         for chunk in (None, n // args.chunks):

@@ -8,7 +8,6 @@ stepping by hand reproduces :func:`run` bitwise.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable
@@ -25,7 +24,7 @@ from .kernel import SMCState, StepInfo, advance, initial_state, nan_in_live_part
 from .resampling import BUILTIN_RESAMPLERS, Resampler
 from .result import SMCResult
 from .schedule import Schedule, ScheduleSpec, make_schedule
-from .sharding import Placement, ReplicatedResampler, combine_islands, placement
+from .sharding import IslandExchange, Placement, ReplicatedResampler, combine_islands, exchange_rule, placement
 from .validation import (
     check_key,
     check_model,
@@ -52,6 +51,7 @@ class RunConfig:
     summary: Callable[[Any, jax.Array], Any] | None = None
     progress_every: int = 0  # steps between progress-bar updates (0: no bar)
     placement: Placement | None = None  # particles sharded over a mesh (global or island scope)
+    exchange: IslandExchange | None = None  # island scope: resample whole islands every k steps
 
 
 def resolve_resampler(resampler: str | Resampler) -> Resampler:
@@ -64,72 +64,111 @@ def resolve_resampler(resampler: str | Resampler) -> Resampler:
     raise TypeError(f"resampler must be a scheme name or a callable resample(key, log_weights, num), got {resampler!r}")
 
 
-def _single_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig) -> dict:
-    """One SMC run; returns a dict of the result's fields (no run axis)."""
-    k_init, k_steps = jax.random.split(key)
-    place = cfg.placement.constrain if cfg.placement is not None else (lambda tree: tree)
-    state = initial_state(model, k_init, cfg.n_particles)
-    state = state._replace(particles=place(state.particles), log_weights=place(state.log_weights))
-    x0 = state.particles
-    summary0 = cfg.summary(state.particles, state.log_weights) if cfg.summary is not None else None
+def _one_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig) -> dict:
+    """One SMC run; returns a dict of the result's fields (no run axis).
+
+    One ``lax.scan`` over time. With ``scope="island"`` the state has a leading axis of ``D`` islands of
+    ``N / D`` particles, island ``d`` drawing from ``fold_in(key, d)``: the body advances every island
+    at once (the kernel vmapped), applies ``cfg.exchange`` under ``lax.cond`` at its times, and the
+    islands combine at the end (:func:`smcflow.sharding.combine_islands`). Otherwise the state is one
+    run's, with its particles laid along the mesh axis for ``scope="global"``.
+    """
+    where = cfg.placement
+    n_islands = where.n_devices if where is not None and where.scope == "island" else None
+    if n_islands is None:
+        each = lambda f: f  # noqa: E731
+        constrain = where.constrain if where is not None else (lambda tree: tree)
+
+        def place(s: SMCState) -> SMCState:
+            return s._replace(particles=constrain(s.particles), log_weights=constrain(s.log_weights))
+
+        n, keys = cfg.n_particles, key
+    else:
+        each, place = jax.vmap, where.constrain
+        n = cfg.n_particles // n_islands
+        keys = place(jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.arange(n_islands)))
+
+    def start(key):
+        k_init, k_steps = jax.random.split(key)
+        return initial_state(model, k_init, n), k_steps
+
+    state, k_steps = each(start)(keys)
+    state = place(state)
+    identity = jnp.arange(n, dtype=jnp.int32)
+    first = {"ess": state.ess, "resampled": jnp.zeros_like(state.ess, dtype=bool),
+             "log_evidence_increments": state.log_evidence}
+    if cfg.keep_ancestors:
+        first["ancestors"] = identity if n_islands is None else jnp.broadcast_to(identity, (n_islands, n))
+    if cfg.exchange is not None:
+        k_exchange = jax.random.fold_in(key, n_islands)  # the index after the last island's
+        first.update(island_ancestors=jnp.arange(n_islands, dtype=jnp.int32), running_log_evidence=state.log_evidence)
+
+    def exchange(t, state, out):
+        state, source = cfg.exchange.apply(jax.random.fold_in(k_exchange, t + 1), state, where)
+        take = lambda a: jnp.take(a, source, axis=0)  # noqa: E731
+        out = {**out, "ess": state.ess, "resampled": jnp.ones_like(out["resampled"]), "island_ancestors": source,
+               "running_log_evidence": state.log_evidence}
+        if cfg.keep_ancestors:
+            out["ancestors"] = take(out["ancestors"])
+        return state, out
+
+    def no_exchange(t, state, out):
+        return state, {**out, "island_ancestors": first["island_ancestors"], "running_log_evidence": state.log_evidence}
 
     def body(state: SMCState, t: jax.Array):
-        state, info = advance(model, state, k_steps, t, cfg.resampler, ess_threshold, cfg.schedule)
-        state = state._replace(particles=place(state.particles), log_weights=place(state.log_weights))
-        if cfg.progress_every:
-            progress_module.report(t, cfg.progress_every, cfg.n_steps)
+        advance_one = lambda s, k: advance(model, s, k, t, cfg.resampler, ess_threshold, cfg.schedule)  # noqa: E731
+        state, info = each(advance_one)(state, k_steps)
         out = {"ess": info.ess, "resampled": info.resampled, "log_evidence_increments": info.log_evidence_increment}
         if cfg.keep_ancestors:
             out["ancestors"] = info.ancestors
+        if cfg.exchange is not None:  # islands sharded going in: the gathers stay inside the exchange branch
+            state, out = lax.cond(cfg.exchange.due(t + 1, cfg.n_steps), exchange, no_exchange, t, place(state), out)
+        state = place(state)
+        if cfg.progress_every:
+            progress_module.report(t, cfg.progress_every, cfg.n_steps)
         if cfg.keep_history:
             out["history"] = state.particles
         if cfg.summary is not None:
             out["summaries"] = cfg.summary(state.particles, state.log_weights)
         return state, out
 
-    first = state
+    if cfg.keep_history:
+        first["history"] = state.particles
+    if cfg.summary is not None:
+        first["summaries"] = cfg.summary(state.particles, state.log_weights)
     state, outs = lax.scan(body, state, jnp.arange(cfg.n_steps, dtype=jnp.int32))
-    code = jnp.where(nan_in_live_particles(state.particles, state.log_weights), Failure.PARTICLES_NAN, Failure.NONE)
-    failure, failure_time = record_failure(state.failure, state.failure_time, code, cfg.n_steps)
-    identity = jnp.arange(cfg.n_particles, dtype=jnp.int32)
-    return {
+    nan = each(lambda s: nan_in_live_particles(s.particles, s.log_weights))(state)
+    failure, failure_time = record_failure(state.failure, state.failure_time,
+                                           jnp.where(nan, Failure.PARTICLES_NAN, Failure.NONE), cfg.n_steps)
+    per_time = jax.tree_util.tree_map(_prepend, first, outs)  # (T+1, ...), or (T+1, D, ...) for islands
+    if n_islands is not None:
+        per_time = jax.tree_util.tree_map(lambda a: jnp.moveaxis(a, 0, 1), per_time)
+    fields = {
         "particles": state.particles,
         "log_weights": state.log_weights,
         "log_evidence": state.log_evidence,
-        "ess": _prepend(first.ess, outs["ess"]),
-        "resampled": _prepend(False, outs["resampled"]),
-        "log_evidence_increments": _prepend(first.log_evidence, outs["log_evidence_increments"]),
         "failure": failure,
         "failure_time": failure_time,
-        "ancestors": _prepend(identity, outs["ancestors"]) if cfg.keep_ancestors else None,
-        "history": _prepend(x0, outs["history"]) if cfg.keep_history else None,
-        "summaries": _prepend(summary0, outs["summaries"]) if cfg.summary is not None else None,
+        "ancestors": None,
+        "history": None,
+        "summaries": None,
+        **per_time,
     }
+    return fields if n_islands is None else combine_islands(place(fields))
 
 
 def _prepend(first: Any, rest: Any) -> Any:
     """Put the time-0 value in front of the per-time scan outputs."""
-    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([jnp.asarray(a)[None].astype(b.dtype), b], axis=0), first, rest)
-
-
-def _island_run(model: Any, key: jax.Array, ess_threshold: jax.Array, cfg: RunConfig) -> dict:
-    """``D`` independent runs of ``N / D`` particles, island ``d`` on device ``d`` and drawing from
-    ``fold_in(key, d)``, combined as :func:`smcflow.sharding.combine_islands` describes."""
-    n_islands = cfg.placement.n_devices
-    island_cfg = dataclasses.replace(cfg, n_particles=cfg.n_particles // n_islands, placement=None)
-    keys = cfg.placement.constrain(jax.vmap(lambda d: jax.random.fold_in(key, d))(jnp.arange(n_islands)))
-    fields = jax.vmap(_single_run, in_axes=(None, 0, None, None))(model, keys, ess_threshold, island_cfg)
-    return combine_islands(cfg.placement.constrain(fields))
+    return jnp.concatenate([jnp.asarray(first)[None].astype(rest.dtype), rest], axis=0)
 
 
 @partial(jax.jit, static_argnames=("cfg",))
 def _run_compiled(model_arrays, model_static, key, ess_threshold, cfg: RunConfig) -> dict:
     """One run for a single key; ``cfg.n_runs`` vmapped runs for a stacked ``(n_runs,)`` key array."""
     model = merge_static(model_arrays, model_static)
-    one = _island_run if cfg.placement is not None and cfg.placement.scope == "island" else _single_run
     if cfg.n_runs is None:
-        return one(model, key, ess_threshold, cfg)
-    return jax.vmap(one, in_axes=(None, 0, None, None))(model, key, ess_threshold, cfg)
+        return _one_run(model, key, ess_threshold, cfg)
+    return jax.vmap(_one_run, in_axes=(None, 0, None, None))(model, key, ess_threshold, cfg)
 
 
 def run(
@@ -149,6 +188,7 @@ def run(
     mesh: Any = None,
     scope: str = "global",
     mesh_axis: str | None = None,
+    island_exchange: int | None = None,
     chunk_size: int | None = None,
 ) -> SMCResult:
     """Run SMC on a Feynman-Kac ``model`` with ``n_particles`` particles.
@@ -183,8 +223,13 @@ def run(
       mesh: a ``jax.sharding.Mesh``: the particles are sharded along ``mesh_axis`` (default its first
         axis; N must be a multiple of its size). See :mod:`smcflow.sharding`.
       scope: with a mesh, ``"global"`` (one run over all particles, resampling across devices) or
-        ``"island"`` (one independent run per device, combined at the end; no collective per step).
+        ``"island"`` (one run per device, combined at the end; no collective per step, except the
+        exchanges of ``island_exchange``).
       mesh_axis: the mesh axis of the particles.
+      island_exchange: with ``scope="island"``, resample whole islands every this many steps (after
+        the steps into times k, 2k, ... before the last): island ``d`` copies island ``A_d``, drawn with
+        probability proportional to its ``Ẑ``, and every island's ``log Ẑ`` becomes the log of their mean,
+        so ``exp(log Ẑ)`` stays unbiased. None (default): the islands never interact.
       chunk_size: evaluate the model's ``init`` / ``step`` over chunks of this many particles to bound
         memory (N must be a multiple); see :mod:`smcflow.chunking`.
 
@@ -207,6 +252,7 @@ def run(
         n_runs = check_n_particles(n_runs, name="n_runs")
     n_steps = check_model(model, n_particles)
     where = placement(mesh, scope, n_particles, mesh_axis)
+    exchange = exchange_rule(island_exchange, where)
     if where is not None and where.scope == "island" and summary is not None:
         raise ValueError("summary= is not available with scope='island' (islands' summaries do not combine)")
     resolved = resolve_resampler(resampler)
@@ -229,6 +275,7 @@ def run(
         summary=summary,
         progress_every=progress_module.updates_every(n_steps, progress),
         placement=where,
+        exchange=exchange,
     )
     # Run keys are split outside the compiled program: XLA's CPU compiler can stall for minutes on a
     # split fused into the vmapped scan for some PRNG implementations (threefry4x32).

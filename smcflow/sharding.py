@@ -8,9 +8,9 @@ and inserts the collectives.
   resampling needs every log-weight (an all-gather of ``N`` floats), every device computes the same
   ancestors, and the particles a device needs are moved to it. ``log Z`` is bookkept as on one device,
   and with the default partitionable threefry keys the random numbers do not depend on ``D``.
-* ``scope="island"``: ``D`` independent SMC runs ("islands") of ``N / D`` particles, island ``d`` on
-  device ``d``, each resampling inside itself (no collective in the loop). They combine at the end:
-  with island estimates ``Ẑ_d``,
+* ``scope="island"``: ``D`` SMC runs ("islands") of ``N / D`` particles, island ``d`` on device ``d``
+  and drawing from ``fold_in(key, d)``, each resampling inside itself (no collective in the loop).
+  They combine at the end: with island estimates ``Ẑ_d``,
 
       Ẑ = (1/D) sum_d Ẑ_d,        W_{d,i} ∝ Ẑ_d W^{(d)}_i,
 
@@ -19,8 +19,27 @@ and inserts the collectives.
   island resampled, ``log_evidence_increments`` the increments of the combined running estimate
   ``log((1/D) sum_d Ẑ_{d,t})``; ancestor indices refer to the concatenated particles.
 
+**Island exchange** (``island_exchange=k``; the island particle filter, or "double bootstrap", of
+Vergé, Dubarry, Del Moral & Moulines, 2015). Without it the islands never interact. With it, after the
+steps into times ``k, 2k, ...`` (not the final time, where it would only add noise) the islands are
+resampled as wholes (:class:`IslandExchange`): ``D`` island ancestors ``A_1..A_D`` are drawn by
+systematic resampling with probabilities ``Ẑ_d / sum_e Ẑ_e`` (from ``fold_in(fold_in(key, D), t)`` at
+time ``t``; ``D`` is the index after the last island's), island ``d`` takes island ``A_d``'s particles,
+weights and ESS, and every island's running estimate becomes the mean
+``log((1/D) sum_e Ẑ_e)``. Each island keeps its own failure record, so no failure is lost when
+its particles are overwritten. The estimate above is unchanged in form: ``Ẑ`` is the product over
+the periods between exchanges of the mean of the islands' increments over the period, and an
+unbiased selection of islands (expected copies ``D Ẑ_d / sum_e Ẑ_e``) keeps ``E[Ẑ] = Z``. The
+bookkeeping of the per-step outputs after an exchange at time ``t``: ``ancestors[t]`` composes the
+island copy with the step's own resampling (particle ``i`` of island ``d`` descends from particle
+``ancestors[t, A_d, i]`` of island ``A_d``), ``resampled[t]`` is true, ``ess[t]`` is the ESS after
+the copy, and the combined running estimate is computed from the islands' running estimates (reset
+included) instead of their increments. The other steps communicate nothing; an exchange (under
+``lax.cond``) costs an all-gather of the ``D`` island estimates and the move of whole islands between
+devices (GSPMD all-gathers the particles and weights).
+
 Island runs trade variance for communication: their ``log Ẑ`` is less precise than a global run's with
-the same ``N``, but no step waits for the other devices.
+the same ``N``, but no step waits for the other devices; exchanges buy part of the precision back.
 """
 from __future__ import annotations
 
@@ -29,10 +48,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
-__all__ = ["SCOPES", "Placement", "ReplicatedResampler", "placement", "combine_islands"]
+from .resampling import systematic
+
+__all__ = ["SCOPES", "Placement", "ReplicatedResampler", "IslandExchange", "placement", "exchange_rule",
+           "combine_islands"]
 
 SCOPES = ("global", "island")
 
@@ -94,6 +117,52 @@ def placement(mesh: Any, scope: str, n_particles: int, mesh_axis: str | None = N
     return Placement(mesh, axis, scope)
 
 
+@dataclass(frozen=True)
+class IslandExchange:
+    """Resample whole islands every ``every`` steps, as described in the module docstring."""
+
+    every: int
+
+    def due(self, time: jax.Array, n_steps: int) -> jax.Array:
+        """Whether to exchange at ``time`` (after the step into it): a multiple of ``every`` before the end."""
+        return (time % self.every == 0) & (time < n_steps)
+
+    def select(self, key: jax.Array, log_z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Island ancestors ``(D,)`` drawn with probabilities ``∝ Ẑ_d`` and the islands' new running
+        ``log Ẑ`` (all ``log((1/D) sum_d Ẑ_d)``); when every island is dead, no island moves."""
+        n_islands = log_z.shape[0]
+        total = logsumexp(log_z)
+        dead = jnp.isneginf(total)
+        ancestors = systematic(key, jnp.where(dead, 0.0, log_z - total), n_islands)
+        ancestors = jnp.where(dead, jnp.arange(n_islands, dtype=ancestors.dtype), ancestors)
+        return ancestors, jnp.full_like(log_z, total - jnp.log(n_islands).astype(log_z.dtype))
+
+    def apply(self, key: jax.Array, state: Any, where: Placement) -> tuple[Any, jax.Array]:
+        """The islands' state (an :class:`~smcflow.kernel.SMCState` with a leading island axis) after the
+        exchange, and the island ancestors. The selection is computed on every device from the
+        all-gathered island estimates; the failure record stays with each island."""
+        ancestors, log_z = self.select(key, where.replicate(state.log_evidence))
+        ancestors = where.replicate(ancestors)
+        take = lambda a: jnp.take(a, ancestors, axis=0)
+        return state._replace(particles=jax.tree_util.tree_map(take, state.particles),
+                              log_weights=take(state.log_weights), ess=take(state.ess), log_evidence=log_z), ancestors
+
+
+def exchange_rule(every: Any, where: Placement | None) -> IslandExchange | None:
+    """Check ``island_exchange=every`` (None: no exchange) against the placement."""
+    if every is None:
+        return None
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)):
+        raise TypeError(f"island_exchange must be a positive int (the steps between exchanges) or None, got {every!r}")
+    if every < 1:
+        raise ValueError(f"island_exchange must be a positive int (the steps between exchanges) or None, got {every!r}")
+    if where is None or where.scope != "island":
+        got = "no mesh" if where is None else f"scope={where.scope!r}"
+        raise ValueError(f"island_exchange={every} exchanges between islands: it needs mesh=jax.sharding.Mesh(...) and "
+                         f"scope='island' (got {got})")
+    return IslandExchange(int(every))
+
+
 def _island_major(a: jax.Array) -> jax.Array:
     """``(D, n, ...)`` -> ``(D * n, ...)``."""
     return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
@@ -107,13 +176,18 @@ def _time_major(a: jax.Array) -> jax.Array:
 
 def combine_islands(fields: dict[str, Any]) -> dict[str, Any]:
     """One result's fields from ``D`` islands' (every leaf with a leading island axis), as described
-    in the module docstring."""
+    in the module docstring. Runs with exchanges also hand ``island_ancestors`` and
+    ``running_log_evidence``, both ``(D, T+1)``: the island each island copied at each time (its own
+    index where there was no exchange) and the islands' running ``log Ẑ_d`` after it."""
     log_z = fields["log_evidence"]  # (D,)
     n_islands, n = fields["log_weights"].shape
     log_d = jnp.log(n_islands).astype(log_z.dtype)
     total = logsumexp(log_z)
     log_w = fields["log_weights"] + jnp.where(jnp.isneginf(total), -log_d, log_z - total)[:, None]
-    running = logsumexp(jnp.cumsum(fields["log_evidence_increments"], axis=1), axis=0) - log_d
+    if fields.get("running_log_evidence") is not None:  # reset by the exchanges: not a sum of increments
+        running = logsumexp(fields["running_log_evidence"], axis=0) - log_d
+    else:
+        running = logsumexp(jnp.cumsum(fields["log_evidence_increments"], axis=1), axis=0) - log_d
     failed = fields["failure"] != 0
     first = jnp.argmin(jnp.where(failed, fields["failure_time"], jnp.iinfo(jnp.int32).max))
     out = {
@@ -130,7 +204,9 @@ def combine_islands(fields: dict[str, Any]) -> dict[str, Any]:
         "summaries": None,
     }
     if fields.get("ancestors") is not None:
-        offsets = (jnp.arange(n_islands, dtype=jnp.int32) * n)[:, None, None]
+        source = fields.get("island_ancestors")
+        source = jnp.arange(n_islands, dtype=jnp.int32)[:, None] if source is None else source.astype(jnp.int32)
+        offsets = (source * n)[:, :, None]
         out["ancestors"] = _time_major(fields["ancestors"] + offsets)
     if fields.get("history") is not None:
         out["history"] = jax.tree_util.tree_map(_time_major, fields["history"])

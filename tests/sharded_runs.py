@@ -5,16 +5,77 @@ Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/sharded_r
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import sys
+from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
 import smcflow
+import smcflow.sharding
+from smcflow.sharding import IslandExchange
 
 N_TIMES, N_PARTICLES, N_RUNS = 30, 128, 64
+EXCHANGE_EVERY, EXCHANGE_RUNS = 3, 256
+
+
+class ExchangeWithoutReset(IslandExchange):
+    """Negative control: islands copied with probabilities ∝ Ẑ_d, but each keeps the estimate of the
+    island it copied instead of the mean (the copies of lucky islands then count twice)."""
+
+    def select(self, key, log_z):
+        ancestors, _ = super().select(key, log_z)
+        return ancestors, log_z[ancestors]
+
+
+@contextlib.contextmanager
+def exchange_rule(cls):
+    """``smcflow.run(island_exchange=k)`` builds ``cls(k)`` (a subclass compares unequal: its own compile)."""
+    saved = smcflow.sharding.IslandExchange
+    smcflow.sharding.IslandExchange = cls
+    try:
+        yield
+    finally:
+        smcflow.sharding.IslandExchange = saved
+
+
+@dataclass(frozen=True)
+class LaggedWalk:
+    """A Gaussian random walk whose particle also carries its previous position, so that every
+    ``history[t]["prev"]`` must equal ``history[t-1]["cur"]`` read through ``ancestors[t]``."""
+
+    n_steps: int = 12
+
+    def init(self, key, n):
+        x = jax.random.normal(key, (n,))
+        return {"cur": x, "prev": x}, jnp.zeros(n)
+
+    def step(self, key, t, x):
+        new = x["cur"] + jax.random.normal(key, x["cur"].shape)
+        return {"cur": new, "prev": x["cur"]}, -2.0 * (new - 2.0) ** 2
+
+
+def genealogy(result) -> dict:
+    """Whether the ancestors agree with the carried previous positions, and how many of them cross islands."""
+    cur, prev, anc = (np.asarray(a) for a in (result.history["cur"], result.history["prev"], result.ancestors))
+    n_island = anc.shape[1] // 4
+    own_island = np.arange(anc.shape[1]) // n_island
+    return {"consistent": bool(all(np.array_equal(prev[t], cur[t - 1][anc[t]]) for t in range(1, anc.shape[0]))),
+            "crossing_times": sorted({int(t) for t in np.nonzero((anc // n_island) != own_island)[0]})}
+
+
+def compiled_with_loop_collectives(fn, *args):
+    """``fn(*args)`` compiled once, and the collectives of the compiled program that run inside the scan
+    over time, each named by the op it comes from (``.../while/body/...``, as XLA's metadata has it)."""
+    compiled = jax.jit(fn).lower(*args).compile()
+    ops = re.findall(r"(?:all-gather|all-reduce|collective-permute|all-to-all|reduce-scatter)(?:-start)?\(.*"
+                     r'op_name="([^"]*)"', compiled.as_text())
+    return compiled(*args), [op for op in ops if "while/body" in op]
 
 
 def main() -> None:
@@ -31,6 +92,21 @@ def main() -> None:
         "island": smcflow.run(filt, jax.random.key(2), N_PARTICLES, n_runs=N_RUNS, mesh=mesh, scope="island"),
         "island_again": smcflow.run(filt, jax.random.key(2), N_PARTICLES, n_runs=N_RUNS, mesh=mesh, scope="island"),
     }
+    exchange = dict(n_runs=EXCHANGE_RUNS, mesh=mesh, scope="island", island_exchange=EXCHANGE_EVERY)
+    runs["exchange"] = smcflow.run(filt, jax.random.key(4), N_PARTICLES, **exchange)
+    runs["exchange_again"] = smcflow.run(filt, jax.random.key(4), N_PARTICLES, **exchange)
+    with exchange_rule(ExchangeWithoutReset):
+        runs["exchange_without_reset"] = smcflow.run(filt, jax.random.key(4), N_PARTICLES, **exchange)
+    # an exchange that is never due (k beyond the last step) leaves the island run as it was
+    never = smcflow.run(filt, jax.random.key(2), N_PARTICLES, n_runs=N_RUNS, mesh=mesh, scope="island",
+                        island_exchange=10 * N_TIMES)
+    same_as_island = {f: bool(np.array_equal(np.asarray(getattr(never, f)), np.asarray(getattr(runs["island"], f))))
+                      for f in ("particles", "log_weights", "log_evidence", "ess", "resampled", "failure")}
+    increments_gap = float(np.max(np.abs(np.asarray(never.log_evidence_increments)
+                                         - np.asarray(runs["island"].log_evidence_increments))))
+    walk, exchange_loop = compiled_with_loop_collectives(
+        lambda k: smcflow.run(LaggedWalk(), k, 32, mesh=mesh, scope="island", island_exchange=4, keep_ancestors=True,
+                              keep_history=True, schedule="always"), jax.random.key(6))
     scale = "--scale" in sys.argv
     if scale:
         from smcflow_diffusion import mixture_diffusion
@@ -40,10 +116,12 @@ def main() -> None:
             return smcflow.scale(mixture_diffusion(n_steps=20), linear([1.0]), jax.random.key(3), n_particles=64,
                                  method="fk", beta=0.35, n_runs=8, **kwargs)
 
-        steered = {"global": steer(mesh=mesh), "island": steer(mesh=mesh, scope="island"), "plain": steer()}
+        steered = {"global": steer(mesh=mesh), "island": steer(mesh=mesh, scope="island"), "plain": steer(),
+                   "exchange": steer(mesh=mesh, scope="island", island_exchange=5)}
     errors = {}
     for label, kwargs in {"not_divisible": dict(mesh=mesh), "unknown_axis": dict(mesh=mesh, mesh_axis="devices"),
-                          "unknown_scope": dict(mesh=mesh, scope="local")}.items():
+                          "unknown_scope": dict(mesh=mesh, scope="local"),
+                          "exchange_global": dict(mesh=mesh, island_exchange=2)}.items():
         try:
             smcflow.run(filt, key, 130 if label == "not_divisible" else N_PARTICLES, **kwargs)
             errors[label] = ""
@@ -56,6 +134,9 @@ def main() -> None:
         "island_weights_normalised": float(np.max(np.abs(jax.scipy.special.logsumexp(runs["island"].log_weights,
                                                                                        axis=-1)))),
         "errors": errors,
+        "exchange_never": {"same_as_island": same_as_island, "increments_gap": increments_gap},
+        "exchange_genealogy": genealogy(walk),
+        "exchange_loop_collectives": exchange_loop,
         "scale_log_evidence": ({k: np.asarray(r.log_evidence, np.float64).tolist() for k, r in steered.items()}
                                if scale else None),
     }

@@ -1,5 +1,5 @@
-"""Particles sharded over 4 forced host devices (global and island scope), the island combination
-rule with its negative control, and chunked evaluation."""
+"""Particles sharded over 4 forced host devices (global and island scope, islands with exchanges), the
+island combination rule and the exchange with their negative controls, and chunked evaluation."""
 from __future__ import annotations
 
 import json
@@ -17,10 +17,13 @@ from scipy import stats
 import smcflow
 from smcflow.sharding import placement
 
-from mc import ALPHA, assert_unbiased_evidence
+from mc import ALPHA, assert_log_evidence_consistent, assert_unbiased_evidence
 
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.xdist_group("sharding")  # one worker builds the 4-device fixture once
+
+
+EXCHANGE_EVERY = 3  # tests/sharded_runs.py's island_exchange, on 30 observations (29 steps)
 
 
 def _sharded_runs(*flags: str) -> dict:
@@ -56,12 +59,49 @@ def test_island_scope_is_unbiased_and_agrees_with_global(sharded):
     assert stats.ttest_ind(ratio["global"], ratio["island"], equal_var=False).pvalue > ALPHA
 
 
+def test_island_exchange_is_unbiased_and_reproducible(sharded):
+    """Islands resampled every 3 steps (probabilities ∝ Ẑ_d, estimates reset to their mean): unbiased for
+    Z; the same check catches an exchange that copies islands but keeps each copy's own estimate."""
+    le, exact = sharded["log_evidence"], sharded["exact"]
+    np.testing.assert_array_equal(le["exchange"], le["exchange_again"])
+    assert_unbiased_evidence(le["exchange"], exact, f"4 islands of 32, exchange every {EXCHANGE_EVERY} steps")
+    assert_log_evidence_consistent(le["exchange"], exact, "islands with exchange")
+    with pytest.raises(AssertionError, match="Z_hat / Z"):
+        assert_unbiased_evidence(le["exchange_without_reset"], exact, "exchange without the reset (wrong)")
+
+
+def test_island_exchange_bookkeeping(sharded):
+    """An exchange never due is the plain island run; ancestors compose the island copy with the step's
+    resampling (checked against positions the particles carry); the exchange is the loop's only collective."""
+    never = sharded["exchange_never"]
+    assert all(never["same_as_island"].values()), never["same_as_island"]
+    # with exchanges the running estimate comes from the islands' log Ẑ_d, not a cumsum of increments
+    assert never["increments_gap"] < 1e-4
+    lineage = sharded["exchange_genealogy"]  # 12 steps, exchanges at times 4 and 8
+    assert lineage["consistent"]
+    assert lineage["crossing_times"] and set(lineage["crossing_times"]) <= {4, 8}, lineage
+    loop = sharded["exchange_loop_collectives"]
+    assert loop and all("cond/branch" in op for op in loop), loop
+
+
+def test_island_exchange_bad_input_is_named(sharded):
+    model, ys, filt = _lg_filter(5)
+    assert "island_exchange=2 exchanges between islands" in sharded["errors"]["exchange_global"]
+    for bad, error in ((0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError), ("3", TypeError)):
+        with pytest.raises(error, match="island_exchange must be a positive int"):
+            smcflow.run(filt, jax.random.key(0), 8, island_exchange=bad)
+    with pytest.raises(ValueError, match="island_exchange=2 .* scope='island' \\(got no mesh\\)"):
+        smcflow.run(filt, jax.random.key(0), 8, island_exchange=2)
+
+
 @pytest.mark.slow
 def test_scale_runs_sharded():
-    """scale(mesh=...) with global scope is the unsharded run; island scope gives finite estimates."""
+    """scale(mesh=...) with global scope is the unsharded run; island scope (with or without exchanges)
+    gives finite estimates."""
     le = _sharded_runs("--scale")["scale_log_evidence"]
     np.testing.assert_allclose(le["global"], le["plain"], rtol=0, atol=1e-4)
-    assert np.isfinite(le["island"]).all() and len(le["island"]) == 8
+    for scope in ("island", "exchange"):
+        assert np.isfinite(le[scope]).all() and len(le[scope]) == 8
 
 
 def _free_port() -> int:

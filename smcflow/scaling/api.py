@@ -275,6 +275,7 @@ def scale(
     progress: bool = False,
     mesh: Any = None,
     scope: str = "global",
+    island_exchange: int | None = None,
     chunk_size: int | None = None,
     **method_config: Any,
 ) -> ScaleResult:
@@ -295,6 +296,8 @@ def scale(
       progress: show a progress bar of the diffusion steps (off by default; on in ``smcflow demo``).
       mesh: a ``jax.sharding.Mesh`` to shard the particles over, as in :func:`smcflow.run`.
       scope: ``"global"`` or ``"island"`` resampling with a mesh, as in :func:`smcflow.run`.
+      island_exchange: with ``scope="island"``, resample whole islands every this many steps, as in
+        :func:`smcflow.run`.
       chunk_size: evaluate the sampler over chunks of this many particles, as in :func:`smcflow.run`.
       **method_config: options of the named method, e.g. ``guidance="reward_grad"`` for ``urge``,
         ``potential="max"`` for ``fk``, ``n_candidates=8`` for ``svdd``; for ``fk`` / ``urge`` /
@@ -332,7 +335,8 @@ def scale(
     with warnings.catch_warnings():  # failures are reported below with the components named
         warnings.simplefilter("ignore", RuntimeWarning)
         smc = run(model, key_run, n_particles, n_runs=n_runs, errors="flag", progress=progress, mesh=mesh,
-                  scope=scope, chunk_size=chunk_size, summary=_exponent if adaptive else None, **method.run_options)
+                  scope=scope, island_exchange=island_exchange, chunk_size=chunk_size,
+                  summary=_exponent if adaptive else None, **method.run_options)
 
     traced = isinstance(smc.log_weights, jax.core.Tracer)  # under the user's jit / vmap
     weighted = bool(getattr(method, "weighted", True))
