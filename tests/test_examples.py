@@ -6,7 +6,7 @@ import pytest
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
 SLOW = {"pomdp_ope.py", "sde_estimate_and_track.py", "custom_score_and_reward.py",
-        "linear_gaussian_filter.py"}  # over 10 s each; their parts
+        "linear_gaussian_filter.py", "assimilate_lorenz63.py"}  # over 10 s each; their parts
 # are tested directly
 
 

@@ -11,7 +11,7 @@ import smcflow
 
 from .fields import evaluate
 
-__all__ = ["ornstein_uhlenbeck", "CorrelatedDiffusion2D", "lorenz63", "relative_l2"]
+__all__ = ["ornstein_uhlenbeck", "CorrelatedDiffusion2D", "lorenz63", "lorenz96", "relative_l2"]
 
 
 def ornstein_uhlenbeck(theta, D, mu=0.0) -> smcflow.SDE:
@@ -32,6 +32,19 @@ def lorenz63(noise: float = 2.0, sigma: float = 10.0, rho: float = 28.0, beta: f
         return jnp.stack([sigma * (x2 - x1), x1 * (rho - x3) - x2, x1 * x2 - beta * x3], axis=1)
 
     return smcflow.SDE(drift, lambda x: jnp.broadcast_to(a.astype(x.dtype), (x.shape[0], 3, 3)))
+
+
+def lorenz96(d: int = 40, forcing: float = 8.0, noise: float = 0.5) -> smcflow.SDE:
+    """Stochastic Lorenz-96 on a ring of ``d`` sites: ``b_i(x) = (x_{i+1} - x_{i-2}) x_{i-1} - x_i + F``
+    (indices mod ``d``), ``a = noise^2 I``."""
+    if int(d) < 4:
+        raise ValueError(f"lorenz96 needs d >= 4 sites, got {d}")
+    a = jnp.float32(noise) ** 2 * jnp.eye(int(d))
+
+    def drift(x):
+        return (jnp.roll(x, -1, axis=1) - jnp.roll(x, 2, axis=1)) * jnp.roll(x, 1, axis=1) - x + forcing
+
+    return smcflow.SDE(drift, lambda x: jnp.broadcast_to(a.astype(x.dtype), (x.shape[0],) + a.shape))
 
 
 def relative_l2(estimate: smcflow.SDE, truth: smcflow.SDE, points) -> tuple[float, float]:
