@@ -80,6 +80,7 @@ __all__ = [
     "gaussian_moments",
     "filtering_log_weights",
     "filtering_moments",
+    "simulate_state_space",
 ]
 
 Distribution = Any
@@ -138,14 +139,21 @@ class SDEStateSpaceModel:
         """One trajectory at the observation times: ``(xs (T, d), ys (T, ...))``."""
         n_times = check_count(n_times, "n_times")
         self.check()
-        return _simulate_ssm(self, key, n_times)
+        return simulate_state_space(self, key, n_times)
+
+    def forecast(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """``x_t`` ``(n, d)`` from ``x_{t-1} = x``: ``n_substeps`` Euler-Maruyama steps of the SDE."""
+        return em_substeps(self.sde, key, x, self.step_size.astype(x.dtype), self.n_substeps)
 
     # filters dispatch here from smcflow.bootstrap_filter
     def bootstrap_filter(self, ys: Any) -> "SDEFilter":
         return sde_bootstrap_filter(self, ys)
 
 
-def _simulate_ssm(ssm: SDEStateSpaceModel, key: jax.Array, n_times: int):
+def simulate_state_space(ssm: Any, key: jax.Array, n_times: int) -> tuple[jax.Array, jax.Array]:
+    """One trajectory ``(xs (T, d), ys (T, ...))`` of a state-space model with ``initial()``,
+    ``observation(x, t)`` and ``forecast(key, x)`` (``x_t`` from ``x_{t-1}``, batched): the SDE and the
+    surrogate state-space models. Compiled once per model configuration."""
     return _simulate_compiled(*split_static(ssm), key, n_times=n_times)
 
 
@@ -158,7 +166,7 @@ def _simulate_compiled(arrays, static, key: jax.Array, n_times: int):
 
     def body(x, t):
         kx, ky = streams(jax.random.fold_in(kscan, t), 2)
-        x = em_substeps(ssm.sde, kx, x, ssm.step_size.astype(x.dtype), ssm.n_substeps)
+        x = ssm.forecast(kx, x)
         return x, (x, ssm.observation(x, t).sample(ky))
 
     _, (xs, ys) = lax.scan(body, x0, jnp.arange(1, n_times))

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -68,9 +67,9 @@ from jax import lax
 from .contracts import ConditionalDiffusionSampler, component_name, require
 from .path import PathFeynmanKac, PathPoint, check_path_grid, clip_norm, euler_maruyama, tempering_ramp
 from .prng import streams
-from .sde_filters import filtering_log_weights, filtering_moments, gaussian_moments
+from .sde_filters import filtering_log_weights, filtering_moments, gaussian_moments, simulate_state_space
 from .ssm import _check_part
-from .validation import merge_static, real_scalar, register_model_pytree, split_static
+from .validation import real_scalar, register_model_pytree
 
 __all__ = ["SurrogateStateSpaceModel", "SurrogateFilter", "SurrogateAux", "surge_filter", "filtering_moments",
            "filtering_log_weights", "GUIDANCES", "UNCERTAINTIES"]
@@ -172,7 +171,11 @@ class SurrogateStateSpaceModel:
     def simulate(self, key: jax.Array, n_times: int) -> tuple[jax.Array, jax.Array]:
         """One trajectory of the surrogate model at the observation times: ``(xs (T, d), ys (T, ...))``."""
         self.check()
-        return _simulate_compiled(*split_static(self), key, n_times=int(n_times))
+        return simulate_state_space(self, key, int(n_times))
+
+    def forecast(self, key: jax.Array, x: jax.Array) -> jax.Array:
+        """``x_t`` ``(n, d)`` from ``x_{t-1} = x``: the surrogate's chain run to its end, unguided."""
+        return _forecast(self.surrogate, key, x)
 
     def bootstrap_filter(self, ys: Any) -> "SurrogateFilter":
         """``smcflow.bootstrap_filter`` dispatches here: the unguided filter ``surge_filter(guidance="none")``."""
@@ -195,22 +198,6 @@ def _forecast(surrogate: Any, key: jax.Array, cond: jax.Array) -> jax.Array:
 
     z, _ = lax.scan(body, surrogate.init(k_init, cond.shape[0], cond), jnp.arange(times.shape[0] - 1))
     return _output(surrogate, z, cond)
-
-
-@partial(jax.jit, static_argnames=("static", "n_times"))
-def _simulate_compiled(arrays, static, key: jax.Array, n_times: int):
-    ssm = merge_static(arrays, static)
-    k0, ky0, kscan = streams(key, 3)
-    x0 = ssm.initial().sample(k0, (1,))
-    y0 = ssm.observation(x0, 0).sample(ky0)
-
-    def body(x, t):
-        kx, ky = streams(jax.random.fold_in(kscan, t), 2)
-        x = _forecast(ssm.surrogate, kx, x)
-        return x, (x, ssm.observation(x, t).sample(ky))
-
-    _, (xs, ys) = lax.scan(body, x0, jnp.arange(1, n_times))
-    return jnp.concatenate([x0[None], xs])[:, 0], jnp.concatenate([y0[None], ys])[:, 0]
 
 
 class SurrogateAux(NamedTuple):

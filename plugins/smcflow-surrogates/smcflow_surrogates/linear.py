@@ -24,22 +24,12 @@ import numpy as np
 from smcflow_diffusion.schedules import make_schedule
 from smcflow_diffusion.score_sampler import uniform_times
 
+from smcflow_sde.fields import LinearMap
+
 from .conditional import ConditionalScoreSampler
 
-__all__ = ["AffineMap", "GaussianScore", "linear_gaussian_surrogate", "exact_transition"]
+__all__ = ["GaussianScore", "linear_gaussian_surrogate", "exact_transition"]
 
-
-
-@jax.tree_util.register_dataclass
-@dataclass(frozen=True)
-class AffineMap:
-    """``c -> c A^T + b`` batched over rows (the centre of the next state)."""
-
-    A: jax.Array
-    b: jax.Array
-
-    def __call__(self, c: jax.Array) -> jax.Array:
-        return c @ self.A.T.astype(c.dtype) + self.b.astype(c.dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -80,7 +70,7 @@ def linear_gaussian_surrogate(A: Any, b: Any = None, Q: Any = None, schedule: An
         score=GaussianScore(Q, sched),
         schedule=sched,
         times=uniform_times(sched, n_steps, t_min=t_min),
-        center=AffineMap(A, b),
+        center=LinearMap(A, b),  # the centre c A^T + b
         scale=jnp.float32(1.0),
         name="linear_gaussian",
     )
@@ -90,7 +80,7 @@ def exact_transition(surrogate: ConditionalScoreSampler) -> tuple[np.ndarray, np
     """``(A, b, S)`` in float64: the surrogate model's exact transition ``x_t | c ~ N(A c + b, S)``, with ``S``
     the covariance of the reverse Euler chain's last state (module docstring; ``scale`` included)."""
     score = surrogate.score
-    if not isinstance(score, GaussianScore) or not isinstance(surrogate.center, AffineMap):
+    if not isinstance(score, GaussianScore) or not isinstance(surrogate.center, LinearMap):
         raise TypeError("exact_transition needs the analytic surrogate from linear_gaussian_surrogate")
     sched, times = surrogate.schedule, np.asarray(surrogate.times, np.float64)
     Q = np.asarray(score.Q, np.float64)
@@ -105,4 +95,4 @@ def exact_transition(surrogate: ConditionalScoreSampler) -> tuple[np.ndarray, np
         S = M @ S @ M.T + h * g2 * eye
     scale = np.broadcast_to(np.asarray(surrogate.scale, np.float64), (d,))
     S = scale[:, None] * S * scale[None, :]
-    return np.asarray(surrogate.center.A, np.float64), np.asarray(surrogate.center.b, np.float64), S
+    return np.asarray(surrogate.center.matrix, np.float64), np.asarray(surrogate.center.offset, np.float64), S
