@@ -11,7 +11,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 OWN_TESTS = {"plugins.md"}  # tests/test_plugins.py::test_docs_code_runs_as_written
 # pages whose code compiles several programs (a trained digits network, samplers, filters): make test-all
-SLOW_PAGES = {"scaling.md", "scaling-out.md", "numpyro.md", "pomdp.md", "sde.md"}
+SLOW_PAGES = {"scaling.md", "scaling-out.md", "numpyro.md", "pomdp.md", "sde.md", "assimilation.md"}
 
 
 def _pages():
