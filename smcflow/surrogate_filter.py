@@ -218,6 +218,9 @@ class SurrogateAux(NamedTuple):
 class SurrogateFilter(PathFeynmanKac):
     """The surrogate particle filter as a path model (module docstring); build it with :func:`surge_filter`.
 
+    It builds its particles in :meth:`init` and :meth:`advance` (a forecast's end assimilates and
+    restarts), so the path model's ``evaluate`` / ``terminal`` are not used; moves are the path model's.
+
     Attributes:
       ssm: the :class:`SurrogateStateSpaceModel`.
       ys: observations ``(T, ...)`` (missing ones set to 0 and masked by ``observed``).
@@ -377,12 +380,6 @@ class SurrogateFilter(PathFeynmanKac):
                             lambda: self._restart(jax.random.fold_in(key, 1), x, gathered, j + 1))
 
         return lax.cond(k % K == 0, arrived, mid_forecast, z)
-
-    def evaluate(self, x: jax.Array, k: jax.Array, previous: Optional[PathPoint]) -> PathPoint:
-        raise NotImplementedError("SurrogateFilter builds its points in init/advance")
-
-    def terminal(self, x: jax.Array, previous: Optional[PathPoint]):
-        raise NotImplementedError("SurrogateFilter builds its points in init/advance")
 
 
 def _check_observations(ys: Any, missing: str) -> tuple[jax.Array, jax.Array]:
