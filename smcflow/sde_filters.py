@@ -81,6 +81,7 @@ __all__ = [
     "filtering_log_weights",
     "filtering_moments",
     "simulate_state_space",
+    "observation_array",
 ]
 
 Distribution = Any
@@ -341,18 +342,35 @@ def filtering_moments(point: PathPoint, log_weights: jax.Array) -> dict[str, jax
     return {"mean": mean, "var": w @ (state - mean) ** 2}
 
 
-def _filter(ssm: Any, ys: Any, guided: bool, lookahead: bool, caller: str) -> SDEFilter:
-    if not isinstance(ssm, SDEStateSpaceModel):
-        raise TypeError(f"{caller} needs an smcflow.SDEStateSpaceModel as ssm, got {type(ssm).__name__}")
+def observation_array(ys: Any, missing: str, remedy: str) -> tuple[jax.Array, jax.Array]:
+    """Observations ``(T, ...)`` as a float array, and ``observed`` ``(T,)`` (False where missing).
+
+    ``missing="raise"``: a non-finite entry is refused, naming its time and ``remedy`` (under a user's
+    ``jit``, where values are unknown, it is kept, so its NaN log-likelihood is reported as a numerical
+    failure by the run). ``missing="skip"``: a time with any non-finite entry is unobserved; its entries
+    are set to 0 so that no NaN reaches a gradient.
+    """
     ys = jnp.asarray(ys)
     if ys.ndim == 0 or ys.shape[0] < 1:
         raise ValueError(f"ys must be an array with a leading time axis (T >= 1), got shape {ys.shape}")
     if not jnp.issubdtype(ys.dtype, jnp.floating):
         ys = ys.astype(jnp.result_type(float))
-    if not isinstance(ys, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(ys))):
-        bad = int(np.argmax(~np.isfinite(np.asarray(ys)).reshape(ys.shape[0], -1).all(1)))
-        raise ValueError(f"ys has non-finite entries at time {bad}; every observation must be finite "
-                         "(for sparse observations choose dt as the time between them)")
+    if isinstance(ys, jax.core.Tracer):
+        if missing == "raise":
+            return ys, jnp.ones(ys.shape[:1], bool)
+        finite = jnp.all(jnp.isfinite(ys).reshape(ys.shape[0], -1), axis=1)
+        return jnp.where(jnp.isfinite(ys), ys, 0.0), finite
+    finite = np.isfinite(np.asarray(ys)).reshape(ys.shape[0], -1).all(axis=1)
+    if missing == "raise" and not finite.all():
+        raise ValueError(f"ys has non-finite entries at time {int(np.argmax(~finite))}; every observation must "
+                         f"be finite ({remedy})")
+    return jnp.where(jnp.isfinite(ys), ys, 0.0), jnp.asarray(finite)
+
+
+def _filter(ssm: Any, ys: Any, guided: bool, lookahead: bool, caller: str) -> SDEFilter:
+    if not isinstance(ssm, SDEStateSpaceModel):
+        raise TypeError(f"{caller} needs an smcflow.SDEStateSpaceModel as ssm, got {type(ssm).__name__}")
+    ys, _ = observation_array(ys, "raise", "for sparse observations choose dt as the time between them")
     ssm.check()
     return SDEFilter(ssm, ys, guided=guided, lookahead=lookahead)
 

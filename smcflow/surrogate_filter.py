@@ -67,7 +67,8 @@ from jax import lax
 from .contracts import ConditionalDiffusionSampler, component_name, require
 from .path import PathFeynmanKac, PathPoint, check_path_grid, clip_norm, euler_maruyama, tempering_ramp
 from .prng import streams
-from .sde_filters import filtering_log_weights, filtering_moments, gaussian_moments, simulate_state_space
+from .sde_filters import (filtering_log_weights, filtering_moments, gaussian_moments, observation_array,
+                          simulate_state_space)
 from .ssm import _check_part
 from .validation import real_scalar, register_model_pytree
 
@@ -260,12 +261,6 @@ class SurrogateFilter(PathFeynmanKac):
         return (self.n_times - 1) * self.n_diffusion_steps
 
     @property
-    def times(self) -> jax.Array:
-        """The diffusion time of every grid point ``k = 0 .. (T-1) K`` (the forecasts' grids end to end)."""
-        grid = jnp.asarray(self.ssm.surrogate.times)
-        return jnp.concatenate([jnp.tile(grid[:-1], self.n_times - 1), grid[-1:]])
-
-    @property
     def observation_steps(self) -> np.ndarray:
         """Indices of the observation times ``0 .. T-1`` among the ``n_steps + 1`` grid points."""
         return np.arange(self.n_times) * self.n_diffusion_steps
@@ -274,7 +269,7 @@ class SurrogateFilter(PathFeynmanKac):
     def nfe_per_evaluation(self) -> int:
         """Network passes per particle and diffusion step: one forward, plus one reverse pass for the
         plain guidance or ``dy`` for the Tweedie guidance."""
-        if not (self.guided or self.lookahead) or self.guidance == "none":
+        if not (self.guided or self.lookahead):
             return 1
         return 1 + (1 if self.uncertainty == "none" else int(np.prod(np.shape(self.ys)[1:], dtype=np.int64)))
 
@@ -382,25 +377,6 @@ class SurrogateFilter(PathFeynmanKac):
         return lax.cond(k % K == 0, arrived, mid_forecast, z)
 
 
-def _check_observations(ys: Any, missing: str) -> tuple[jax.Array, jax.Array]:
-    """``(ys with missing entries zeroed, observed (T,))``; a non-finite observation is refused unless
-    ``missing="skip"``, which treats a time with any non-finite entry as unobserved."""
-    ys = jnp.asarray(ys)
-    if ys.ndim == 0 or ys.shape[0] < 1:
-        raise ValueError(f"ys must be an array with a leading time axis (T >= 1), got shape {ys.shape}")
-    if not jnp.issubdtype(ys.dtype, jnp.floating):
-        ys = ys.astype(jnp.result_type(float))
-    if isinstance(ys, jax.core.Tracer):
-        finite = jnp.all(jnp.isfinite(ys).reshape(ys.shape[0], -1), axis=1)
-        return jnp.where(jnp.isfinite(ys), ys, 0.0), finite if missing == "skip" else jnp.ones_like(finite)
-    finite = np.isfinite(np.asarray(ys)).reshape(ys.shape[0], -1).all(axis=1)
-    if missing == "raise" and not finite.all():
-        bad = int(np.argmax(~finite))
-        raise ValueError(f"ys has non-finite entries at time {bad}; every observation must be finite, or pass "
-                         "missing='skip' to treat such times as unobserved")
-    return jnp.where(jnp.isfinite(ys), ys, 0.0), jnp.asarray(finite)
-
-
 def _parameter(value: Any, name: str, what: str, ok: Callable[[float], bool]) -> Any:
     """``value`` unchanged if it is a real scalar ``what`` says (traced values pass unchecked)."""
     number = real_scalar(value, f"surge_filter {name}", what)
@@ -456,7 +432,7 @@ def surge_filter(
                         f"({component_name(ssm.surrogate, 'surrogate')}) to have tweedie_factor(t) (the denoiser's "
                         "uncertainty, smcflow.contracts.ConditionalDiffusionSampler); pass uncertainty='none' for "
                         "the plain guidance")
-    ys, observed = _check_observations(ys, missing)
+    ys, observed = observation_array(ys, missing, "or pass missing='skip' to treat such times as unobserved")
     ssm.check()
     x0 = ssm.initial().sample(jax.random.key(0), (2,))
     y_shape = jax.eval_shape(lambda x: ssm.observation(x, 0).sample(jax.random.key(0)), x0).shape[1:]
