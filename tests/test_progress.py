@@ -11,25 +11,36 @@ import smcflow.progress as progress
 T = 8  # fewer than 20 steps: an update after every step
 
 
-def _filter():
+def _filter(n_steps: int = T):
     model = smcflow.plugins.get("model", "linear_gaussian", rho=0.9, sigma_x=1.0, sigma_y=0.5)
-    _, ys = model.simulate(jax.random.key(0), T + 1)
+    _, ys = model.simulate(jax.random.key(0), n_steps + 1)
     return smcflow.bootstrap_filter(model.ssm, ys)
 
 
 def test_bar_reaches_the_last_step_and_changes_nothing(monkeypatch, capsys):
     seen = []
-    advance = progress._advance_to
-    monkeypatch.setattr(progress, "_advance_to", lambda t: (seen.append(int(t)), advance(t)))
+    advance = progress._advance_by
+    monkeypatch.setattr(progress, "_advance_by", lambda steps: (seen.append(steps), advance(steps)))
     fk = _filter()
     with_bar = smcflow.run(fk, jax.random.key(1), 16, n_runs=3, progress=True)
-    assert sorted(seen) == list(range(T)) and progress._OPEN_BARS == []
+    assert seen == [1] * T and progress._OPEN_BARS == []
     err = capsys.readouterr().err
     assert "smcflow.run" in err and f"{T}/{T}" in err
     without = smcflow.run(fk, jax.random.key(1), 16, n_runs=3)
     np.testing.assert_array_equal(np.asarray(with_bar.log_evidence), np.asarray(without.log_evidence))
     np.testing.assert_array_equal(np.asarray(with_bar.particles), np.asarray(without.particles))
     assert progress.updates_every(1000, True) == 100 and progress.updates_every(1000, False) == 0
+
+
+def test_uneven_last_block_stops_the_bar_at_its_total(monkeypatch, capsys):
+    """25 steps in blocks of 2: twelve full blocks and a last one of a single step."""
+    seen = []
+    advance = progress._advance_by
+    monkeypatch.setattr(progress, "_advance_by", lambda steps: (seen.append(steps), advance(steps)))
+    smcflow.run(_filter(25), jax.random.key(2), 16, progress=True)
+    assert seen == [2] * 13
+    err = capsys.readouterr().err
+    assert "25/25" in err and "26/25" not in err
 
 
 def test_progress_inside_a_users_jit_is_silent(capsys):
