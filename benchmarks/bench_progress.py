@@ -1,13 +1,12 @@
 #!/usr/bin/env python
-"""What the progress bar costs: the bootstrap filter of ``bench_bootstrap.py`` (T = 100) through the
+"""What the progress bar costs: the bootstrap filter of ``bench_bootstrap.py`` through the
 public ``smcflow.run`` with ``progress=True`` and without, interleaved in one process.
 
-With the bar, every ``max(1, T // 10)``-th step of the compiled scan calls back to the host
-(``smcflow/progress.py``); the cost is a constant per run, so it is largest in relative terms at small N.
-Target: under 2% at N = 1e5. Writes the section ``bench_progress`` of ``docs/benchmarks.md`` unless
+With the bar, the compiled scan calls back to the host every ``progress.updates_every(T)`` steps
+(``smcflow/progress.py``: four callbacks for T = 100, ten for T = 1000). Target: under 2% at N = 1e5. Writes the section ``bench_progress`` of ``docs/benchmarks.md`` unless
 ``--no-write``.
 
-Usage: python benchmarks/bench_progress.py [--sizes 1e4,1e5] [--repeats 15] [--no-write]
+Usage: python benchmarks/bench_progress.py [--cases 100x1e4,1000x1e5] [--repeats 41] [--no-write]
 """
 from __future__ import annotations
 
@@ -33,18 +32,18 @@ from bench_bootstrap import (  # noqa: E402
     SIGMA_0,
     SIGMA_X,
     SIGMA_Y,
-    _sizes,
     machine_info,
     simulate_observations,
     write_section,
 )
 
 import smcflow  # noqa: E402
+import smcflow.progress as progress  # noqa: E402
 
 SECTION = "bench_progress"
 
 
-def build(ys: np.ndarray, progress: bool):
+def build(ys: np.ndarray, with_bar: bool):
     ssm = smcflow.StateSpaceModel(initial=lambda: dist.Normal(0.0, SIGMA_0),
                                   transition=lambda x, t: dist.Normal(RHO * x, SIGMA_X),
                                   observation=lambda x, t: dist.Normal(x, SIGMA_Y))
@@ -54,47 +53,70 @@ def build(ys: np.ndarray, progress: bool):
         with contextlib.redirect_stderr(io.StringIO()):  # the bar itself is not what is timed
             start = time.perf_counter()
             jax.block_until_ready(smcflow.run(model, jax.random.key(seed), n, ess_threshold=ESS_FRACTION,
-                                              progress=progress).log_evidence)
+                                              progress=with_bar).log_evidence)
             return time.perf_counter() - start
 
     return call
 
 
+def median_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval for the median of ``x``: the order statistics ``x_(j)``, ``x_(n-j+1)``
+    with ``j`` the largest index whose binomial(n, 1/2) tail stays below ``(1 - level) / 2``."""
+    from scipy.stats import binom
+
+    xs, n = np.sort(x), len(x)
+    j = max(int(binom.ppf((1 - level) / 2, n, 0.5)) - 1, 0)
+    return float(xs[j]), float(xs[n - 1 - j])
+
+
+def _cases(text: str) -> list[tuple[int, int]]:
+    """``"100x1e4,1000x1e5"`` -> [(100, 10000), (1000, 100000)] (steps x particles)."""
+    return [(int(t), int(float(n))) for t, n in (case.split("x") for case in text.split(","))]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=_sizes, default=_sizes("1e4,1e5"))
-    p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--cases", type=_cases, default=_cases("100x1e3,100x1e4,100x1e5,1000x1e5"),
+                   help="steps x particles, comma separated")
+    p.add_argument("--repeats", type=int, default=41, help="pairs per case (a third of them for T >= 1000)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
-    ys = simulate_observations(n_times=100)
-    calls = {"off": build(ys, False), "on": build(ys, True)}
     rows = []
-    for n in args.sizes:
+    for n_steps, n in args.cases:
+        ys = simulate_observations(n_times=n_steps)
+        calls = {"off": build(ys, False), "on": build(ys, True)}
         for call in calls.values():
             call(0, n)  # compile
         times = {k: [] for k in calls}
-        for r in range(args.repeats):
-            for k, call in calls.items():
-                times[k].append(call(r + 1, n))
-        off, on = np.median(times["off"]), np.median(times["on"])
-        best_off, best_on = min(times["off"]), min(times["on"])
-        rows.append((n, off, on, best_off, best_on))
-        print(f"N={n:.0e}: median off {off * 1e3:.1f} ms, on {on * 1e3:.1f} ms ({on / off:.3f}x); "
-              f"min {best_off * 1e3:.1f} / {best_on * 1e3:.1f} ms ({best_on / best_off:.3f}x)")
+        for r in range(args.repeats if n_steps < 1000 else max(args.repeats // 3, 5)):
+            order = ("off", "on") if r % 2 == 0 else ("on", "off")  # alternate, so drift cancels
+            for k in order:
+                times[k].append(calls[k](r + 1, n))
+        off, on = np.asarray(times["off"]), np.asarray(times["on"])
+        extra = on - off  # paired: neighbouring calls share the machine's load
+        low, high = median_interval(extra)
+        updates = -(-n_steps // progress.updates_every(n_steps, True))
+        rows.append((n_steps, n, updates, len(extra), np.median(off), np.median(on), np.median(extra), low, high))
+        print(f"T={n_steps} N={n:.0e} ({updates} updates): median off {np.median(off) * 1e3:.1f} ms, on "
+              f"{np.median(on) * 1e3:.1f} ms; paired extra {np.median(extra) * 1e3:.2f} ms (95% interval "
+              f"{low * 1e3:.2f} to {high * 1e3:.2f}), {np.median(extra) / np.median(off):+.1%} of the run")
     info = machine_info()
     body = [
-        "## Cost of the progress bar (bootstrap filter, T = 100)",
+        "## Cost of the progress bar (bootstrap filter)",
         "",
         f"*Generated by `benchmarks/bench_progress.py`; {info['cpu']}, {info['nproc']} CPU(s), load average "
-        f"{info['load']} (other jobs running: the ratio, from interleaved calls, is what to read).*",
+        f"{info['load']}.*",
         "",
-        "`smcflow.run(..., progress=True)` against the same call without it (a host callback every tenth step for "
-        f"T = 100, bar output discarded); median and minimum of {args.repeats} interleaved calls.",
+        "`smcflow.run(..., progress=True)` against the same call without it (argument-free host callbacks, "
+        "about ten per run but at most one per 25 steps; bar output discarded), pairs of neighbouring calls "
+        "in alternating order. The extra time is the median of the paired differences, with a "
+        "distribution-free 95% interval for that median. Target: under 2% at N = 1e5.",
         "",
-        "| N | off (median) | on (median) | on / off | off (min) | on (min) | on / off (min) |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {n:.0e} | {off * 1e3:.1f} ms | {on * 1e3:.1f} ms | {on / off:.3f}x | {bo * 1e3:.1f} ms | "
-          f"{bn * 1e3:.1f} ms | {bn / bo:.3f}x |" for n, off, on, bo, bn in rows],
+        "| T | N | updates | pairs | off (median) | on (median) | extra (median of pairs) | 95% interval | "
+        "extra / off |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {t} | {n:.0e} | {u} | {k} | {off * 1e3:.1f} ms | {on * 1e3:.1f} ms | {d * 1e3:.2f} ms | "
+          f"{lo * 1e3:.2f} to {hi * 1e3:.2f} ms | {d / off:+.1%} |" for t, n, u, k, off, on, d, lo, hi in rows],
     ]
     if not args.no_write:
         write_section(ROOT / "docs" / "benchmarks.md", "\n".join(body), SECTION)

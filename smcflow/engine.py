@@ -218,8 +218,8 @@ def run(
         potential, every particle dead, NaN in a live particle), also inside a user's ``jit``/``vmap``
         (as a ``JaxRuntimeError`` carrying the same message); ``"flag"`` returns the result with
         ``failure`` codes set (and warns at the top level).
-      progress: show a tqdm progress bar of the steps (updated about ten times from inside the
-        compiled scan; off by default). Only for calls outside a user's ``jit``.
+      progress: show a tqdm progress bar of the steps (updated from inside the compiled scan about
+        ten times, at most every 25 steps; off by default). Only for calls outside a user's ``jit``.
       mesh: a ``jax.sharding.Mesh``: the particles are sharded along ``mesh_axis`` (default its first
         axis; N must be a multiple of its size). See :mod:`smcflow.sharding`.
       scope: with a mesh, ``"global"`` (one run over all particles, resampling across devices) or

@@ -2,14 +2,19 @@
 
 The compiled step calls :func:`report` with the (unbatched) time index ``t``; when ``t + 1`` is a
 multiple of ``every`` or the last step, a ``jax.debug.callback`` tells the host that one more block of
-steps is done, and the host moves the innermost open bar on by ``every`` (never past its total). About
-ten callbacks per run, so the cost does not grow with the number of steps, and none of them carries an
-operand: the host counts calls instead of reading ``t``. That is what keeps the bar cheap, because a
-callback with operands first moves them into a device array (about 0.1 ms on CPU), whereas an
-argument-free one costs a few tens of microseconds (``benchmarks/bench_progress.py``). Callbacks may
-arrive in any order; counting does not care. The bar is opened and closed on the host by :func:`bar`
-around the compiled call. A run traced inside a user's ``jit`` gets
-neither bar nor callbacks (its program executes after ``run`` has returned).
+steps is done, and the host moves the innermost open bar on by ``every`` (never past its total). The
+bar is opened and closed on the host by :func:`bar` around the compiled call. A run traced inside a
+user's ``jit`` gets neither bar nor callbacks (its program executes after ``run`` has returned).
+
+What a callback costs, measured on CPU (``benchmarks/bench_progress.py``, docs/benchmarks.md):
+
+- Operands: a callback that carries one first moves it into a device array (about 0.1 ms), so none
+  does; the host counts calls instead of reading ``t``, and callbacks may arrive in any order.
+- Firing inside the scan: each one costs about a fifth of a bootstrap-filter step at N = 1e5 (the
+  cost grows with the step's size), so the relative cost is about ``0.2 / every``. Hence the throttle
+  in :func:`updates_every`: about ten updates, but never more often than every ``MIN_STEPS_PER_UPDATE``
+  steps (a 100-step run gets four updates; 250 steps or more get ten).
+- A program with a host callback executes synchronously on CPU: a fixed ~1 ms per call, bar included.
 """
 from __future__ import annotations
 
@@ -22,13 +27,17 @@ from jax import lax
 
 __all__ = ["updates_every", "report", "bar"]
 
-_UPDATES = 10
+UPDATES = 10  # updates per run, for runs of at least UPDATES * MIN_STEPS_PER_UPDATE steps
+MIN_STEPS_PER_UPDATE = 25
 _OPEN_BARS: list = []  # innermost last
 
 
 def updates_every(n_steps: int, enabled: bool) -> int:
-    """Steps between two updates (0: progress off)."""
-    return max(1, n_steps // _UPDATES) if enabled and n_steps > 0 else 0
+    """Steps between two updates (0: progress off): ``n_steps / UPDATES`` rounded up, at least
+    ``MIN_STEPS_PER_UPDATE`` and at most ``n_steps`` (a short run gets one update, at its end)."""
+    if not enabled or n_steps <= 0:
+        return 0
+    return min(n_steps, max(MIN_STEPS_PER_UPDATE, -(-n_steps // UPDATES)))
 
 
 def _advance_by(steps: int) -> None:
