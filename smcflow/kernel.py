@@ -149,11 +149,12 @@ def advance(model: Any, state: SMCState, key: jax.Array, t: jax.Array, resampler
     # makes XLA's CPU compiler take ~40 s with threefry4x32 (jax 0.10.2)
     k_resample, k_move = jax.random.fold_in(key, 2 * t), jax.random.fold_in(key, 2 * t + 1)
     failure, failure_time = state.failure, state.failure_time
+    gather = getattr(resampler, "gather", _gather)  # a sharded resampler moves only the rows needed
 
     def resample(x, lw):
         code = jnp.where(nan_in_live_particles(x, lw), Failure.PARTICLES_NAN, Failure.NONE).astype(jnp.int32)
         ancestors = resampler(k_resample, lw, n)
-        return _gather(x, ancestors), jnp.full_like(lw, -log_n), ancestors, code
+        return gather(x, ancestors), jnp.full_like(lw, -log_n), ancestors, code
 
     def keep(x, lw):
         return x, lw, identity, jnp.int32(Failure.NONE)

@@ -55,7 +55,7 @@ from jax.scipy.special import logsumexp
 from .resampling import systematic
 
 __all__ = ["SCOPES", "Placement", "ReplicatedResampler", "IslandExchange", "placement", "exchange_rule",
-           "combine_islands"]
+           "combine_islands", "gather_needed", "exchange_capacity"]
 
 SCOPES = ("global", "island")
 
@@ -88,13 +88,78 @@ class ReplicatedResampler:
     """``resampler`` computed on every device from the all-gathered log-weights, so that every device
     holds the same ancestors and only the particle gather crosses devices (left alone, the partitioner
     may shard the resampler's own prefix sums and scatters along the particle axis, which on host
-    devices costs tens of times the resampling itself)."""
+    devices costs tens of times the resampling itself). Its :meth:`gather` moves only the particles
+    each device needs (:func:`gather_needed`); the kernel uses it in place of ``jnp.take``."""
 
     resampler: Any
     placement: Placement
 
     def __call__(self, key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
         return self.placement.replicate(self.resampler(key, self.placement.replicate(log_weights), num))
+
+    def gather(self, particles: Any, ancestors: jax.Array) -> Any:
+        return gather_needed(particles, ancestors, self.placement)[0]
+
+
+def exchange_capacity(n_local: int, n_devices: int) -> int:
+    """Rows a device may send to each other device in one :func:`gather_needed`: ``ceil(n / D)``, so
+    the exchange moves at most ``(D - 1) n / D`` rows per device, ``1/D`` of an all-gather's."""
+    return max(1, -(-n_local // n_devices))
+
+
+def gather_needed(particles: Any, ancestors: jax.Array, where: Placement) -> tuple[Any, jax.Array]:
+    """``particles[ancestors]`` with the particles sharded along ``where.axis`` and the ``(N,)``
+    ancestors replicated, moving only the rows each device needs. Returns the gathered particles
+    (sharded like the input) and whether the all-gather fallback ran.
+
+    Device ``d`` holds particles ``[d n, (d + 1) n)`` and must end up with ``x[a_i]`` for its positions
+    ``i`` in the same range. Every device knows every ancestor, so each can work out, without talking,
+    which *distinct* rows every other device needs from it. One ``all_to_all`` then sends to each other
+    device those rows, packed into ``c = exchange_capacity(n, D)`` slots in the order of their local
+    index; the receiver finds row ``a_i`` from source ``s`` at slot ``#{needed rows of s below a_i}``,
+    and its own rows locally. If some device needs more than ``c`` distinct rows from another (weights
+    concentrated on one device's particles), every device takes the all-gather path instead; the
+    predicate is computed from the replicated ancestors, so all devices agree. Pure data movement:
+    the result is bitwise ``jnp.take(particles, ancestors, axis=0)``.
+    """
+    mesh, axis, n_devices = where.mesh, where.axis, where.n_devices
+    n_total = ancestors.shape[0]
+    n_local = n_total // n_devices
+    cap = exchange_capacity(n_local, n_devices)
+    target = jnp.arange(n_total, dtype=jnp.int32) // n_local  # (N,) the device each position lives on
+
+    def local(x, ancestors):
+        me = lax.axis_index(axis)
+        source, offset = ancestors // n_local, ancestors % n_local  # (N,) device and row of each ancestor
+        my_source, my_offset = (lax.dynamic_slice_in_dim(a, me * n_local, n_local) for a in (source, offset))
+        # wanted[t, j]: device t needs my row j; needs[s, j]: I need row j of device s
+        wanted = jnp.zeros((n_devices, n_local), bool).at[target, offset].max(source == me)
+        needs = jnp.zeros((n_devices, n_local), bool).at[my_source, my_offset].set(True)
+        off_device = jnp.where(jnp.arange(n_devices) == me, 0, needs.sum(axis=1))
+        overflow = lax.pmax(jnp.max(off_device), axis) > cap  # the same on every device
+
+        def by_all_gather(x):
+            full = jax.tree_util.tree_map(lambda leaf: lax.all_gather(leaf, axis, tiled=True), x)
+            return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, my_source * n_local + my_offset, axis=0), full)
+
+        def by_all_to_all(x):
+            slots = jax.vmap(lambda w: jnp.nonzero(w, size=cap, fill_value=0)[0])(wanted)  # (D, c) rows to send
+            rank = jnp.cumsum(needs, axis=1) - 1  # (D, n): slot of row j of device s in s's packet to me
+            pool_index = jnp.where(my_source == me, my_offset, n_local + my_source * cap + rank[my_source, my_offset])
+
+            def move(leaf):
+                received = lax.all_to_all(jnp.take(leaf, slots, axis=0), axis, 0, 0, tiled=False)  # (D, c, ...)
+                pool = jnp.concatenate([leaf, received.reshape((n_devices * cap,) + leaf.shape[1:])])
+                return jnp.take(pool, pool_index, axis=0)
+
+            return jax.tree_util.tree_map(move, x)
+
+        return lax.cond(overflow, by_all_gather, by_all_to_all, x), overflow
+
+    spec, replicated = jax.sharding.PartitionSpec(axis), jax.sharding.PartitionSpec()
+    gathered, overflow = jax.shard_map(local, mesh=mesh, in_specs=(spec, replicated), out_specs=(spec, replicated),
+                                       check_vma=False)(particles, ancestors.astype(jnp.int32))
+    return gathered, overflow
 
 
 def placement(mesh: Any, scope: str, n_particles: int, mesh_axis: str | None = None) -> Placement | None:

@@ -78,6 +78,38 @@ def compiled_with_loop_collectives(fn, *args):
     return compiled(*args), [op for op in ops if "while/body" in op]
 
 
+def gather_cases(mesh: Mesh) -> dict:
+    """``gather_needed`` against ``jnp.take`` for ancestor patterns that take each path: for each, whether
+    the rows match bitwise (a float leaf of shape (N, 2) and an int leaf), whether the all-gather
+    fallback ran, and whether the same check rejects rows taken from the wrong device (the negative
+    control: the right offset within the device, but every device reading its own block)."""
+    where = smcflow.sharding.Placement(mesh, "particles", "global")
+    n_total, n_local = N_PARTICLES, N_PARTICLES // 4
+    rng = np.random.default_rng(5)
+    x = {"float": jnp.asarray(rng.standard_normal((n_total, 2)), jnp.float32),
+         "int": jnp.arange(n_total, dtype=jnp.int32) * 7}
+    patterns = {
+        "identity": np.arange(n_total),
+        "near_neighbours": np.sort(np.clip(np.arange(n_total) + rng.integers(-4, 5, n_total), 0, n_total - 1)),
+        "one_survivor": np.full(n_total, 77),
+        "uniform": rng.integers(0, n_total, n_total),
+    }
+    gather = jax.jit(lambda x, a: smcflow.sharding.gather_needed(x, a, where))
+    out = {}
+    for name, ancestors in patterns.items():
+        got, fallback = gather(x, jnp.asarray(ancestors, jnp.int32))
+        wrong_device = ancestors % n_local + (np.arange(n_total) // n_local) * n_local
+        same = lambda rows: all(np.array_equal(np.asarray(got[k]), np.asarray(x[k])[rows]) for k in x)  # noqa: E731
+        out[name] = {"equal": same(ancestors), "fallback": bool(fallback),
+                     "control_caught": bool(np.array_equal(wrong_device, ancestors) or not same(wrong_device))}
+    batched = jax.jit(jax.vmap(lambda a: smcflow.sharding.gather_needed(x, a, where)))
+    stacked = np.stack([patterns["near_neighbours"], patterns["uniform"]])
+    got, fallback = batched(jnp.asarray(stacked, jnp.int32))
+    out["vmapped"] = {"equal": bool(np.array_equal(np.asarray(got["float"]), np.asarray(x["float"])[stacked])),
+                      "fallback": np.asarray(fallback).tolist()}
+    return out
+
+
 def main() -> None:
     assert len(jax.devices()) == 4, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("particles",))
@@ -134,6 +166,7 @@ def main() -> None:
         "island_weights_normalised": float(np.max(np.abs(jax.scipy.special.logsumexp(runs["island"].log_weights,
                                                                                        axis=-1)))),
         "errors": errors,
+        "gather": gather_cases(mesh),
         "exchange_never": {"same_as_island": same_as_island, "increments_gap": increments_gap},
         "exchange_genealogy": genealogy(walk),
         "exchange_loop_collectives": exchange_loop,

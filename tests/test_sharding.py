@@ -49,6 +49,20 @@ def test_global_scope_is_the_single_device_run(sharded):
     assert_unbiased_evidence(le["global"], sharded["exact"], "global scope, 4 devices")
 
 
+def test_global_gather_moves_only_needed_rows_and_is_exact(sharded):
+    """Global resampling's particle gather (one all_to_all of the rows each device needs, or the
+    all-gather when some device needs more than its capacity) is bitwise jnp.take on every pattern."""
+    cases = sharded["gather"]
+    for name in ("identity", "near_neighbours", "one_survivor", "uniform"):
+        assert cases[name]["equal"], name
+        assert cases[name]["control_caught"], name  # rows from the wrong device would be caught
+    # the exchange path serves resamplings that keep most rows near home or few distinct rows ...
+    assert not any(cases[k]["fallback"] for k in ("identity", "near_neighbours", "one_survivor"))
+    # ... and uniform ancestors (3/4 of each device's rows from elsewhere) overflow to the all-gather
+    assert cases["uniform"]["fallback"]
+    assert cases["vmapped"] == {"equal": True, "fallback": [False, True]}
+
+
 def test_island_scope_is_unbiased_and_agrees_with_global(sharded):
     le = sharded["log_evidence"]
     np.testing.assert_array_equal(le["island"], le["island_again"])
