@@ -139,7 +139,9 @@ def advance(model: Any, state: SMCState, key: jax.Array, t: jax.Array, resampler
 
     Resample if ``schedule`` says so (for the move into time ``t + 1``), move every particle from time
     ``t`` to ``t + 1`` with ``model.step``, reweigh. The step draws from ``fold_in(key, 2t)``
-    (resampling) and ``fold_in(key, 2t + 1)`` (the move), so one key serves a whole run.
+    (resampling) and ``fold_in(key, 2t + 1)`` (the move), so one key serves a whole run. A resampler
+    with a ``gather(particles, ancestors)`` method moves the particles itself (the sharded global
+    scope's :class:`~smcflow.sharding.ReplicatedResampler`); otherwise ``jnp.take`` does.
     """
     x, log_w = state.particles, state.log_weights
     n = log_w.shape[0]

@@ -6,8 +6,10 @@ and inserts the collectives.
 
 * ``scope="global"``: one SMC run over all ``N`` particles, exactly the single-device algorithm. Each
   resampling needs every log-weight (an all-gather of ``N`` floats), every device computes the same
-  ancestors, and the particles a device needs are moved to it. ``log Z`` is bookkept as on one device,
-  and with the default partitionable threefry keys the random numbers do not depend on ``D``.
+  ancestors, and only the distinct rows a device needs from another are sent to it, in one
+  ``all_to_all`` of fixed-size packets (:func:`gather_needed`; an all-gather of the particles when
+  some device needs more rows from another than a packet holds). ``log Z`` is bookkept as on one
+  device, and with the default partitionable threefry keys the random numbers do not depend on ``D``.
 * ``scope="island"``: ``D`` SMC runs ("islands") of ``N / D`` particles, island ``d`` on device ``d``
   and drawing from ``fold_in(key, d)``, each resampling inside itself (no collective in the loop).
   They combine at the end: with island estimates ``Ẑ_d``,
