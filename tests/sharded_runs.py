@@ -2,6 +2,7 @@
 count once, at start-up): SMC runs sharded over a 4-device mesh, printed as JSON on stdout.
 
 Usage: XLA_FLAGS=--xla_force_host_platform_device_count=4 python tests/sharded_runs.py [--scale]
+       ... tests/sharded_runs.py --exchange-choice N_RUNS
 """
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ class ExchangeWithoutReset(IslandExchange):
     def select(self, key, log_z):
         ancestors, _ = super().select(key, log_z)
         return ancestors, log_z[ancestors]
+
+
+class ExchangeUniformChoice(IslandExchange):
+    """Negative control: islands copied uniformly at random (estimates still reset to the mean), a
+    selection that ignores the islands' estimates and biases Ẑ low."""
+
+    def select(self, key, log_z):
+        return super().select(key, jnp.zeros_like(log_z))[0], jnp.full_like(log_z, jax.scipy.special.logsumexp(log_z)
+                                                                            - jnp.log(log_z.shape[0]))
 
 
 @contextlib.contextmanager
@@ -110,6 +120,16 @@ def gather_cases(mesh: Mesh) -> dict:
     return out
 
 
+def exchange_choice(filt, mesh: Mesh, n_runs: int) -> dict:
+    """``--exchange-choice``: many runs exchanging at every step, with the selection ∝ Ẑ_d and with
+    the uniform choice of the negative control (one key for both)."""
+    options = dict(n_runs=n_runs, mesh=mesh, scope="island", island_exchange=1)
+    right = smcflow.run(filt, jax.random.key(8), N_PARTICLES, **options)
+    with exchange_rule(ExchangeUniformChoice):
+        uniform = smcflow.run(filt, jax.random.key(8), N_PARTICLES, **options)
+    return {k: np.asarray(r.log_evidence, np.float64).tolist() for k, r in (("right", right), ("uniform", uniform))}
+
+
 def main() -> None:
     assert len(jax.devices()) == 4, jax.devices()
     mesh = Mesh(np.array(jax.devices()), ("particles",))
@@ -117,6 +137,10 @@ def main() -> None:
     _, ys = model.simulate(jax.random.key(0), N_TIMES)
     filt = smcflow.bootstrap_filter(model.ssm, ys)
     key = jax.random.key(1)
+    if "--exchange-choice" in sys.argv:
+        print(json.dumps({"exact": float(model.log_likelihood(ys)),
+                          "log_evidence": exchange_choice(filt, mesh, int(sys.argv[-1]))}))
+        return
     runs = {
         "single": smcflow.run(filt, key, N_PARTICLES, n_runs=N_RUNS),
         "global": smcflow.run(filt, key, N_PARTICLES, n_runs=N_RUNS, mesh=mesh),
