@@ -565,7 +565,8 @@ def write_section(path: Path, body: str, section: str = SECTION) -> None:
         text = "# Benchmarks\n\nGenerated sections; see `benchmarks/README.md` for what each measures.\n\n"
     start, end = text.find(start_mark), text.find(end_mark)
     if start != -1 and end != -1 and end > start:
-        text = text[:start] + block + text[end + len(end_mark):].lstrip("\n")
+        rest = text[end + len(end_mark):].lstrip("\n")
+        text = text[:start] + block + ("\n" + rest if rest else "")  # one blank line before the next section
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.parent.mkdir(parents=True, exist_ok=True)
