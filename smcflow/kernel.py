@@ -140,7 +140,7 @@ def advance(model: Any, state: SMCState, key: jax.Array, t: jax.Array, resampler
     Resample if ``schedule`` says so (for the move into time ``t + 1``), move every particle from time
     ``t`` to ``t + 1`` with ``model.step``, reweigh. The step draws from ``fold_in(key, 2t)``
     (resampling) and ``fold_in(key, 2t + 1)`` (the move), so one key serves a whole run. A resampler
-    with a ``gather(particles, ancestors)`` method moves the particles itself (the sharded global
+    with a ``gather_particles(particles, ancestors)`` method moves the particles itself (the sharded global
     scope's :class:`~smcflow.sharding.ReplicatedResampler`); otherwise ``jnp.take`` does.
     """
     x, log_w = state.particles, state.log_weights
@@ -151,7 +151,7 @@ def advance(model: Any, state: SMCState, key: jax.Array, t: jax.Array, resampler
     # makes XLA's CPU compiler take ~40 s with threefry4x32 (jax 0.10.2)
     k_resample, k_move = jax.random.fold_in(key, 2 * t), jax.random.fold_in(key, 2 * t + 1)
     failure, failure_time = state.failure, state.failure_time
-    gather = getattr(resampler, "gather", _gather)  # a sharded resampler moves only the rows needed
+    gather = getattr(resampler, "gather_particles", _gather)  # a sharded resampler moves only the rows needed
 
     def resample(x, lw):
         code = jnp.where(nan_in_live_particles(x, lw), Failure.PARTICLES_NAN, Failure.NONE).astype(jnp.int32)

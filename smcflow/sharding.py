@@ -6,9 +6,9 @@ and inserts the collectives.
 
 * ``scope="global"``: one SMC run over all ``N`` particles, exactly the single-device algorithm. Each
   resampling needs every log-weight (an all-gather of ``N`` floats), every device computes the same
-  ancestors, and only the distinct rows a device needs from another are sent to it, in one
-  ``all_to_all`` of fixed-size packets (:func:`gather_needed`; an all-gather of the particles when
-  some device needs more rows from another than a packet holds). ``log Z`` is bookkept as on one
+  ancestors, and each device receives the distinct rows it needs from the others in one ``all_to_all``
+  of fixed packets of ``ceil(n / D)`` rows (:func:`gather_needed`; an all-gather of the particles
+  when some device needs more rows from another than a packet holds). ``log Z`` is bookkept as on one
   device, and with the default partitionable threefry keys the random numbers do not depend on ``D``.
 * ``scope="island"``: ``D`` SMC runs ("islands") of ``N / D`` particles, island ``d`` on device ``d``
   and drawing from ``fold_in(key, d)``, each resampling inside itself (no collective in the loop).
@@ -91,7 +91,8 @@ class ReplicatedResampler:
     holds the same ancestors and only the particle gather crosses devices (left alone, the partitioner
     may shard the resampler's own prefix sums and scatters along the particle axis, which on host
     devices costs tens of times the resampling itself). Its :meth:`gather` moves only the particles
-    each device needs (:func:`gather_needed`); the kernel uses it in place of ``jnp.take``."""
+    each device needs (:func:`gather_needed`); the kernel uses its :meth:`gather_particles` in place
+    of ``jnp.take``."""
 
     resampler: Any
     placement: Placement
@@ -99,14 +100,29 @@ class ReplicatedResampler:
     def __call__(self, key: jax.Array, log_weights: jax.Array, num: int) -> jax.Array:
         return self.placement.replicate(self.resampler(key, self.placement.replicate(log_weights), num))
 
-    def gather(self, particles: Any, ancestors: jax.Array) -> Any:
+    def gather_particles(self, particles: Any, ancestors: jax.Array) -> Any:
         return gather_needed(particles, ancestors, self.placement)[0]
 
 
 def exchange_capacity(n_local: int, n_devices: int) -> int:
-    """Rows a device may send to each other device in one :func:`gather_needed`: ``ceil(n / D)``, so
-    the exchange moves at most ``(D - 1) n / D`` rows per device, ``1/D`` of an all-gather's."""
+    """Rows a device sends to each other device in one :func:`gather_needed`: ``c = ceil(n / D)``, so
+    the exchange moves ``(D - 1) c`` rows per device (padding included), about ``1/D`` of what an
+    all-gather of the particles moves."""
     return max(1, -(-n_local // n_devices))
+
+
+@jax.custom_batching.custom_vmap
+def _any_over_batch(flag: jax.Array) -> jax.Array:
+    """``flag`` itself; under ``vmap``, one unbatched ``any`` over the batch. A ``lax.cond`` on a
+    batched predicate becomes a select that runs both branches; with this the vmapped runs take one
+    branch together (the all-gather if any run needs it, which is exact for every run)."""
+    return flag
+
+
+@_any_over_batch.def_vmap
+def _any_over_batch_rule(axis_size, in_batched, flag):
+    del axis_size
+    return (jnp.any(flag) if in_batched[0] else flag), False
 
 
 def gather_needed(particles: Any, ancestors: jax.Array, where: Placement) -> tuple[Any, jax.Array]:
@@ -117,14 +133,17 @@ def gather_needed(particles: Any, ancestors: jax.Array, where: Placement) -> tup
     Device ``d`` holds particles ``[d n, (d + 1) n)`` and must end up with ``x[a_i]`` for its positions
     ``i`` in the same range. Every device knows every ancestor, so each can work out, without talking,
     which *distinct* rows every other device needs from it. One ``all_to_all`` then sends to each other
-    device those rows, packed into ``c = exchange_capacity(n, D)`` slots in the order of their local
-    index; the receiver finds row ``a_i`` from source ``s`` at slot ``#{needed rows of s below a_i}``,
-    and its own rows locally. If some device needs more than ``c`` distinct rows from another (weights
-    concentrated on one device's particles), every device takes the all-gather path instead; the
-    predicate is computed from the replicated ancestors, so all devices agree. Pure data movement:
-    the result is bitwise ``jnp.take(particles, ancestors, axis=0)``.
+    device those rows in a fixed packet of ``c = exchange_capacity(n, D)`` slots (padded), in the order
+    of their local index; the receiver finds row ``a_i`` from source ``s`` at slot
+    ``#{needed rows of s below a_i}``, and its own rows locally. If some device needs more than ``c``
+    distinct rows from another (weights concentrated on one device's particles), every device takes the
+    all-gather path instead: the predicate is the ``pmax`` of the devices' counts, so all agree, and
+    under ``vmap`` (``n_runs``) it is one ``any`` over the runs, so a single branch runs. Pure data
+    movement: the result is bitwise ``jnp.take(particles, ancestors, axis=0)``.
     """
     mesh, axis, n_devices = where.mesh, where.axis, where.n_devices
+    if n_devices == 1:
+        return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, ancestors, axis=0), particles), jnp.bool_(False)
     n_total = ancestors.shape[0]
     n_local = n_total // n_devices
     cap = exchange_capacity(n_local, n_devices)
@@ -138,7 +157,7 @@ def gather_needed(particles: Any, ancestors: jax.Array, where: Placement) -> tup
         wanted = jnp.zeros((n_devices, n_local), bool).at[target, offset].max(source == me)
         needs = jnp.zeros((n_devices, n_local), bool).at[my_source, my_offset].set(True)
         off_device = jnp.where(jnp.arange(n_devices) == me, 0, needs.sum(axis=1))
-        overflow = lax.pmax(jnp.max(off_device), axis) > cap  # the same on every device
+        overflow = _any_over_batch(lax.pmax(jnp.max(off_device), axis) > cap)  # the same on every device
 
         def by_all_gather(x):
             full = jax.tree_util.tree_map(lambda leaf: lax.all_gather(leaf, axis, tiled=True), x)

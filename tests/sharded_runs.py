@@ -35,12 +35,13 @@ class ExchangeWithoutReset(IslandExchange):
 
 
 class ExchangeUniformChoice(IslandExchange):
-    """Negative control: islands copied uniformly at random (estimates still reset to the mean), a
-    selection that ignores the islands' estimates and biases Ẑ low."""
+    """Negative control: islands copied uniformly at random, with replacement (estimates still reset to
+    the mean), a selection that ignores the islands' estimates."""
 
     def select(self, key, log_z):
-        return super().select(key, jnp.zeros_like(log_z))[0], jnp.full_like(log_z, jax.scipy.special.logsumexp(log_z)
-                                                                            - jnp.log(log_z.shape[0]))
+        n_islands = log_z.shape[0]
+        ancestors = jax.random.randint(key, (n_islands,), 0, n_islands, dtype=jnp.int32)
+        return ancestors, jnp.full_like(log_z, jax.scipy.special.logsumexp(log_z) - jnp.log(n_islands))
 
 
 @contextlib.contextmanager
@@ -111,11 +112,13 @@ def gather_cases(mesh: Mesh) -> dict:
         wrong_device = ancestors % n_local + (np.arange(n_total) // n_local) * n_local
         same = lambda rows: all(np.array_equal(np.asarray(got[k]), np.asarray(x[k])[rows]) for k in x)  # noqa: E731
         out[name] = {"equal": same(ancestors), "fallback": bool(fallback),
-                     "control_caught": bool(np.array_equal(wrong_device, ancestors) or not same(wrong_device))}
+                     "control_caught": None if np.array_equal(wrong_device, ancestors) else not same(wrong_device)}
     batched = jax.jit(jax.vmap(lambda a: smcflow.sharding.gather_needed(x, a, where)))
-    stacked = np.stack([patterns["near_neighbours"], patterns["uniform"]])
-    got, fallback = batched(jnp.asarray(stacked, jnp.int32))
-    out["vmapped"] = {"equal": bool(np.array_equal(np.asarray(got["float"]), np.asarray(x["float"])[stacked])),
+    for label, pair in {"vmapped_near": ("near_neighbours", "one_survivor"),
+                        "vmapped_mixed": ("near_neighbours", "uniform")}.items():
+        stacked = np.stack([patterns[k] for k in pair])
+        got, fallback = batched(jnp.asarray(stacked, jnp.int32))
+        out[label] = {"equal": bool(np.array_equal(np.asarray(got["float"]), np.asarray(x["float"])[stacked])),
                       "fallback": np.asarray(fallback).tolist()}
     return out
 
@@ -160,6 +163,7 @@ def main() -> None:
                       for f in ("particles", "log_weights", "log_evidence", "ess", "resampled", "failure")}
     increments_gap = float(np.max(np.abs(np.asarray(never.log_evidence_increments)
                                          - np.asarray(runs["island"].log_evidence_increments))))
+    _, global_loop = compiled_with_loop_collectives(lambda k: smcflow.run(filt, k, N_PARTICLES, mesh=mesh), key)
     walk, exchange_loop = compiled_with_loop_collectives(
         lambda k: smcflow.run(LaggedWalk(), k, 32, mesh=mesh, scope="island", island_exchange=4, keep_ancestors=True,
                               keep_history=True, schedule="always"), jax.random.key(6))
@@ -191,6 +195,7 @@ def main() -> None:
                                                                                        axis=-1)))),
         "errors": errors,
         "gather": gather_cases(mesh),
+        "global_loop_collectives": global_loop,
         "exchange_never": {"same_as_island": same_as_island, "increments_gap": increments_gap},
         "exchange_genealogy": genealogy(walk),
         "exchange_loop_collectives": exchange_loop,

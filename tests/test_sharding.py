@@ -56,12 +56,17 @@ def test_global_gather_moves_only_needed_rows_and_is_exact(sharded):
     cases = sharded["gather"]
     for name in ("identity", "near_neighbours", "one_survivor", "uniform"):
         assert cases[name]["equal"], name
-        assert cases[name]["control_caught"], name  # rows from the wrong device would be caught
+    for name in ("near_neighbours", "one_survivor", "uniform"):
+        assert cases[name]["control_caught"], name  # rows read from the wrong device would be caught
     # the exchange path serves resamplings that keep most rows near home or few distinct rows ...
     assert not any(cases[k]["fallback"] for k in ("identity", "near_neighbours", "one_survivor"))
     # ... and uniform ancestors (3/4 of each device's rows from elsewhere) overflow to the all-gather
     assert cases["uniform"]["fallback"]
-    assert cases["vmapped"] == {"equal": True, "fallback": [False, True]}
+    # vmapped runs take one branch together: the all-gather as soon as one run needs it
+    assert cases["vmapped_near"] == {"equal": True, "fallback": [False, False]}
+    assert cases["vmapped_mixed"] == {"equal": True, "fallback": [True, True]}
+    # and the engine's global run does use it: an all-to-all inside its loop over time
+    assert any("all_to_all" in op for op in sharded["global_loop_collectives"]), sharded["global_loop_collectives"]
 
 
 def test_island_scope_is_unbiased_and_agrees_with_global(sharded):
@@ -88,12 +93,12 @@ def test_island_exchange_is_unbiased_and_reproducible(sharded):
 @pytest.mark.slow
 def test_island_exchange_selection_in_proportion_to_estimates():
     """Exchanging at every step stays unbiased for Z over many runs, and the negative control (islands
-    chosen uniformly, estimates still reset) is caught by the same test: its Ẑ is biased low by a few
-    per cent, which takes thousands of runs to resolve."""
+    chosen uniformly with replacement, estimates still reset) is caught by the same test: its bias of a
+    few per cent takes thousands of runs to resolve."""
     runs = _sharded_runs("--exchange-choice", str(EXCHANGE_CHOICE_RUNS))
     le, exact = runs["log_evidence"], runs["exact"]
     assert_unbiased_evidence(le["right"], exact, "islands chosen ∝ Ẑ_d, exchange every step")
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match="Z_hat / Z"):  # the mean test, not the variance guard
         assert_unbiased_evidence(le["uniform"], exact, "islands chosen uniformly (negative control)")
 
 
