@@ -143,8 +143,9 @@ def make_key(seed: int, impl: str) -> jax.Array:
 # --------------------------------------------------------------------------------------------------
 
 
-def build_smcflow(ys: np.ndarray, resampler):
-    """Return ``fn(key, n) -> log_evidence`` running the public smcflow API."""
+def bootstrap_model(ys: np.ndarray):
+    """The benchmark's model as an smcflow bootstrap filter (float32 observations): the one builder
+    that every benchmark timing this filter through the public API uses."""
     import numpyro.distributions as dist
 
     import smcflow
@@ -154,7 +155,14 @@ def build_smcflow(ys: np.ndarray, resampler):
         transition=lambda x, t: dist.Normal(RHO * x, SIGMA_X),
         observation=lambda x, t: dist.Normal(x, SIGMA_Y),
     )
-    model = smcflow.bootstrap_filter(ssm, jnp.asarray(ys, dtype=jnp.float32))
+    return smcflow.bootstrap_filter(ssm, jnp.asarray(ys, dtype=jnp.float32))
+
+
+def build_smcflow(ys: np.ndarray, resampler):
+    """Return ``fn(key, n) -> log_evidence`` running the public smcflow API."""
+    import smcflow
+
+    model = bootstrap_model(ys)
 
     def fn(key, n):
         res = smcflow.run(model, key, n, resampler=resampler, ess_threshold=ESS_FRACTION)

@@ -22,16 +22,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-import numpyro.distributions as dist  # noqa: E402
 
 from bench_bootstrap import (  # noqa: E402
     ESS_FRACTION,
-    RHO,
-    SIGMA_0,
-    SIGMA_X,
-    SIGMA_Y,
+    bootstrap_model,
     machine_info,
     simulate_observations,
     write_section,
@@ -44,10 +39,7 @@ SECTION = "bench_progress"
 
 
 def build(ys: np.ndarray, with_bar: bool):
-    ssm = smcflow.StateSpaceModel(initial=lambda: dist.Normal(0.0, SIGMA_0),
-                                  transition=lambda x, t: dist.Normal(RHO * x, SIGMA_X),
-                                  observation=lambda x, t: dist.Normal(x, SIGMA_Y))
-    model = smcflow.bootstrap_filter(ssm, jnp.asarray(ys, dtype=jnp.float32))
+    model = bootstrap_model(ys)
 
     def call(seed: int, n: int) -> float:
         with contextlib.redirect_stderr(io.StringIO()):  # the bar itself is not what is timed

@@ -34,12 +34,8 @@ sys.path.insert(0, {bench!r})
 import jax, numpy as np
 from jax.sharding import Mesh
 import smcflow
-from bench_bootstrap import RHO, SIGMA_0, SIGMA_X, SIGMA_Y, ESS_FRACTION, simulate_observations
-import numpyro.distributions as dist
-ssm = smcflow.StateSpaceModel(initial=lambda: dist.Normal(0.0, SIGMA_0),
-                              transition=lambda x, t: dist.Normal(RHO * x, SIGMA_X),
-                              observation=lambda x, t: dist.Normal(x, SIGMA_Y))
-model = smcflow.bootstrap_filter(ssm, jax.numpy.asarray(simulate_observations(n_times=100), jax.numpy.float32))
+from bench_bootstrap import ESS_FRACTION, bootstrap_model, simulate_observations
+model = bootstrap_model(simulate_observations(n_times=100))
 cfg = json.loads({cfg!r})
 mesh = Mesh(np.array(jax.devices()), ("particles",)) if cfg["devices"] > 1 else None
 kwargs = dict(ess_threshold=ESS_FRACTION, chunk_size=cfg.get("chunk"))
@@ -73,18 +69,13 @@ def rows_exchanged(n: int, device_counts: list[int]) -> list[tuple]:
     for each resampling and device count the largest number of distinct rows one device needs from
     another, against the packet size ``exchange_capacity`` of ``smcflow.sharding.gather_needed``."""
     import jax
-    import jax.numpy as jnp
     import numpy as np
-    import numpyro.distributions as dist
 
     import smcflow
-    from bench_bootstrap import ESS_FRACTION, RHO, SIGMA_0, SIGMA_X, SIGMA_Y, simulate_observations
+    from bench_bootstrap import ESS_FRACTION, bootstrap_model, simulate_observations
     from smcflow.sharding import exchange_capacity
 
-    ssm = smcflow.StateSpaceModel(initial=lambda: dist.Normal(0.0, SIGMA_0),
-                                  transition=lambda x, t: dist.Normal(RHO * x, SIGMA_X),
-                                  observation=lambda x, t: dist.Normal(x, SIGMA_Y))
-    model = smcflow.bootstrap_filter(ssm, jnp.asarray(simulate_observations(n_times=100), jnp.float32))
+    model = bootstrap_model(simulate_observations(n_times=100))
     res = smcflow.run(model, jax.random.key(1), n, ess_threshold=ESS_FRACTION, keep_ancestors=True)
     ancestors = np.asarray(res.ancestors)[np.asarray(res.resampled)]
     out = []

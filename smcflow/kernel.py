@@ -121,7 +121,8 @@ def nan_in_live_particles(x: Any, log_w: jax.Array) -> jax.Array:
     return found
 
 
-def _gather(x: Any, idx: jax.Array) -> Any:
+def gather_rows(x: Any, idx: jax.Array) -> Any:
+    """``x[idx]`` along the leading (particle) axis of every leaf of the pytree ``x``."""
     return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, idx, axis=0), x)
 
 
@@ -151,7 +152,7 @@ def advance(model: Any, state: SMCState, key: jax.Array, t: jax.Array, resampler
     # makes XLA's CPU compiler take ~40 s with threefry4x32 (jax 0.10.2)
     k_resample, k_move = jax.random.fold_in(key, 2 * t), jax.random.fold_in(key, 2 * t + 1)
     failure, failure_time = state.failure, state.failure_time
-    gather = getattr(resampler, "gather_particles", _gather)  # a sharded resampler moves only the rows needed
+    gather = getattr(resampler, "gather_particles", gather_rows)  # a sharded resampler moves only the rows needed
 
     def resample(x, lw):
         code = jnp.where(nan_in_live_particles(x, lw), Failure.PARTICLES_NAN, Failure.NONE).astype(jnp.int32)

@@ -54,6 +54,7 @@ import numpy as np
 from jax import lax
 from jax.scipy.special import logsumexp
 
+from .kernel import gather_rows
 from .resampling import systematic
 
 __all__ = ["SCOPES", "Placement", "ReplicatedResampler", "IslandExchange", "placement", "exchange_rule",
@@ -90,9 +91,8 @@ class ReplicatedResampler:
     """``resampler`` computed on every device from the all-gathered log-weights, so that every device
     holds the same ancestors and only the particle gather crosses devices (left alone, the partitioner
     may shard the resampler's own prefix sums and scatters along the particle axis, which on host
-    devices costs tens of times the resampling itself). Its :meth:`gather` moves only the particles
-    each device needs (:func:`gather_needed`); the kernel uses its :meth:`gather_particles` in place
-    of ``jnp.take``."""
+    devices costs tens of times the resampling itself). The kernel moves the particles with its
+    :meth:`gather_particles`, which sends only the rows each device needs (:func:`gather_needed`)."""
 
     resampler: Any
     placement: Placement
@@ -143,7 +143,7 @@ def gather_needed(particles: Any, ancestors: jax.Array, where: Placement) -> tup
     """
     mesh, axis, n_devices = where.mesh, where.axis, where.n_devices
     if n_devices == 1:
-        return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, ancestors, axis=0), particles), jnp.bool_(False)
+        return gather_rows(particles, ancestors), jnp.bool_(False)
     n_total = ancestors.shape[0]
     n_local = n_total // n_devices
     cap = exchange_capacity(n_local, n_devices)
@@ -153,17 +153,16 @@ def gather_needed(particles: Any, ancestors: jax.Array, where: Placement) -> tup
         me = lax.axis_index(axis)
         source, offset = ancestors // n_local, ancestors % n_local  # (N,) device and row of each ancestor
         my_source, my_offset = (lax.dynamic_slice_in_dim(a, me * n_local, n_local) for a in (source, offset))
-        # wanted[t, j]: device t needs my row j; needs[s, j]: I need row j of device s
-        wanted = jnp.zeros((n_devices, n_local), bool).at[target, offset].max(source == me)
-        needs = jnp.zeros((n_devices, n_local), bool).at[my_source, my_offset].set(True)
+        needs = jnp.zeros((n_devices, n_local), bool).at[my_source, my_offset].set(True)  # I need row j of s
         off_device = jnp.where(jnp.arange(n_devices) == me, 0, needs.sum(axis=1))
         overflow = _any_over_batch(lax.pmax(jnp.max(off_device), axis) > cap)  # the same on every device
 
         def by_all_gather(x):
             full = jax.tree_util.tree_map(lambda leaf: lax.all_gather(leaf, axis, tiled=True), x)
-            return jax.tree_util.tree_map(lambda leaf: jnp.take(leaf, my_source * n_local + my_offset, axis=0), full)
+            return gather_rows(full, my_source * n_local + my_offset)
 
         def by_all_to_all(x):
+            wanted = jnp.zeros((n_devices, n_local), bool).at[target, offset].max(source == me)  # t needs my row j
             slots = jax.vmap(lambda w: jnp.nonzero(w, size=cap, fill_value=0)[0])(wanted)  # (D, c) rows to send
             rank = jnp.cumsum(needs, axis=1) - 1  # (D, n): slot of row j of device s in s's packet to me
             pool_index = jnp.where(my_source == me, my_offset, n_local + my_source * cap + rank[my_source, my_offset])
