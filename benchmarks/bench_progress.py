@@ -3,8 +3,11 @@
 public ``smcflow.run`` with ``progress=True`` and without, interleaved in one process.
 
 With the bar, the compiled scan calls back to the host every ``progress.updates_every(T)`` steps
-(``smcflow/progress.py``: four callbacks for T = 100, ten for T = 1000). Target: under 2% at N = 1e5. Writes the section ``bench_progress`` of ``docs/benchmarks.md`` unless
-``--no-write``.
+(``smcflow/progress.py``: four callbacks for T = 100, ten for T = 1000). A third variant fires the
+callback at every step (the throttle lifted through ``progress.UPDATES`` and
+``progress.MIN_STEPS_PER_UPDATE``), which separates what it costs to have a callback in the program
+from what each call costs. Target: under 2% at N = 1e5. Writes the section ``bench_progress`` of
+``docs/benchmarks.md`` unless ``--no-write``.
 
 Usage: python benchmarks/bench_progress.py [--cases 100x1e4,1000x1e5] [--repeats 41] [--no-write]
 """
@@ -38,11 +41,24 @@ import smcflow.progress as progress  # noqa: E402
 SECTION = "bench_progress"
 
 
-def build(ys: np.ndarray, with_bar: bool):
+@contextlib.contextmanager
+def throttle(every_step: bool):
+    """Fire the progress callback at every step while inside (``every_step``), else leave the throttle."""
+    saved = progress.UPDATES, progress.MIN_STEPS_PER_UPDATE
+    if every_step:
+        progress.UPDATES, progress.MIN_STEPS_PER_UPDATE = sys.maxsize, 1
+    try:
+        yield
+    finally:
+        progress.UPDATES, progress.MIN_STEPS_PER_UPDATE = saved
+
+
+def build(ys: np.ndarray, with_bar: bool, every_step: bool = False):
     model = bootstrap_model(ys)
 
     def call(seed: int, n: int) -> float:
-        with contextlib.redirect_stderr(io.StringIO()):  # the bar itself is not what is timed
+        # the bar's output is discarded, not timed
+        with contextlib.redirect_stderr(io.StringIO()), throttle(every_step):
             start = time.perf_counter()
             jax.block_until_ready(smcflow.run(model, jax.random.key(seed), n, ess_threshold=ESS_FRACTION,
                                               progress=with_bar).log_evidence)
@@ -61,9 +77,31 @@ def median_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     return float(xs[j]), float(xs[n - 1 - j])
 
 
+def split_cost(n_times: int, updates: int, extra: float, every_step_extra: float) -> tuple[float, float]:
+    """(per call, no call): the cost of one callback, (every step - throttled) / (calls saved), and what
+    the throttled bar costs beyond its calls. A run of ``n_times`` observations takes ``n_times - 1`` steps."""
+    per_call = (every_step_extra - extra) / (n_times - 1 - updates)
+    return per_call, extra - updates * per_call
+
+
 def _cases(text: str) -> list[tuple[int, int]]:
     """``"100x1e4,1000x1e5"`` -> [(100, 10000), (1000, 100000)] (steps x particles)."""
     return [(int(t), int(float(n))) for t, n in (case.split("x") for case in text.split(","))]
+
+
+def predictions(rows: list[tuple]) -> list[str]:
+    """For each longer run, its cost predicted from the shortest run at the same N (no call + updates x
+    per call there), which is measured far more precisely than the long run's own paired difference."""
+    lines = []
+    for t, n, u, k, off, *_ in rows:
+        shorter = [row for row in rows if row[1] == n and row[0] < t]
+        if shorter:
+            t0, _, u0, _, _, _, d0, _, _, e0 = min(shorter)
+            per_call, no_call = split_cost(t0, u0, d0, e0)
+            cost = no_call + u * per_call
+            lines.append(f"Predicted at T = {t}, N = {n:.0e} from the T = {t0} row: {cost * 1e3:.2f} ms, "
+                         f"{cost / off:+.2%} of the run.")
+    return lines
 
 
 def main(argv=None) -> int:
@@ -76,22 +114,24 @@ def main(argv=None) -> int:
     rows = []
     for n_steps, n in args.cases:
         ys = simulate_observations(n_times=n_steps)
-        calls = {"off": build(ys, False), "on": build(ys, True)}
+        calls = {"off": build(ys, False), "on": build(ys, True), "every": build(ys, True, every_step=True)}
         for call in calls.values():
             call(0, n)  # compile
         times = {k: [] for k in calls}
         for r in range(args.repeats if n_steps < 1000 else max(args.repeats // 3, 9)):  # >= 9: a 95% interval
-            order = ("off", "on") if r % 2 == 0 else ("on", "off")  # alternate, so drift cancels
-            for k in order:
+            for k in (list(calls) if r % 2 == 0 else list(calls)[::-1]):  # alternate, so drift cancels
                 times[k].append(calls[k](r + 1, n))
         off, on = np.asarray(times["off"]), np.asarray(times["on"])
         extra = on - off  # paired: neighbouring calls share the machine's load
         low, high = median_interval(extra)
-        updates = -(-n_steps // progress.updates_every(n_steps, True))
-        rows.append((n_steps, n, updates, len(extra), np.median(off), np.median(on), np.median(extra), low, high))
+        every_extra = np.median(np.asarray(times["every"]) - off)
+        updates = -(-(n_steps - 1) // progress.updates_every(n_steps - 1, True))  # T - 1 steps
+        rows.append((n_steps, n, updates, len(extra), np.median(off), np.median(on), np.median(extra), low, high,
+                     every_extra))
         print(f"T={n_steps} N={n:.0e} ({updates} updates): median off {np.median(off) * 1e3:.1f} ms, on "
               f"{np.median(on) * 1e3:.1f} ms; paired extra {np.median(extra) * 1e3:.2f} ms (95% interval "
-              f"{low * 1e3:.2f} to {high * 1e3:.2f}), {np.median(extra) / np.median(off):+.1%} of the run")
+              f"{low * 1e3:.2f} to {high * 1e3:.2f}), {np.median(extra) / np.median(off):+.1%} of the run; "
+              f"a callback every step: {every_extra * 1e3:.2f} ms")
     info = machine_info()
     body = [
         "## Cost of the progress bar (bootstrap filter)",
@@ -102,18 +142,24 @@ def main(argv=None) -> int:
         "`smcflow.run(..., progress=True)` against the same call without it (argument-free host callbacks, "
         "about ten per run but at most one per 25 steps; bar output discarded), pairs of neighbouring calls "
         "in alternating order. The extra time is the median of the paired differences, with a "
-        "distribution-free 95% interval for that median. Target: under 2% at N = 1e5.",
+        "distribution-free 95% interval for that median. The last two columns lift the throttle (a callback at "
+        "every step) and split the bar's cost into what each call costs, (every step - extra) / (T - 1 - "
+        "updates) (a run of T observations takes T - 1 steps), and what remains with no call at all, extra - "
+        "updates x per call: the price of a program that holds a host callback. Target: under 2% at N = 1e5.",
         "",
         "| T | N | updates | pairs | off (median) | on (median) | extra (median of pairs) | 95% interval | "
-        "extra / off |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "extra / off | extra, a callback every step | per call | no call |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[f"| {t} | {n:.0e} | {u} | {k} | {off * 1e3:.1f} ms | {on * 1e3:.1f} ms | {d * 1e3:.2f} ms | "
-          f"{lo * 1e3:.2f} to {hi * 1e3:.2f} ms | {d / off:+.1%} |" for t, n, u, k, off, on, d, lo, hi in rows],
+          f"{lo * 1e3:.2f} to {hi * 1e3:.2f} ms | {d / off:+.1%} | {e * 1e3:.2f} ms | "
+          f"{split_cost(t, u, d, e)[0] * 1e3:.3f} ms | {split_cost(t, u, d, e)[1] * 1e3:.2f} ms |"
+          for t, n, u, k, off, on, d, lo, hi, e in rows],
         "",
         *[f"Target at T = {t}, N = {n:.0e}: " + ("met (the interval's upper end is under 2% of the run)."
                                               if hi / off < 0.02 else
                                               f"**not shown** (the interval reaches {hi / off:+.1%} of the run).")
-          for t, n, u, k, off, on, d, lo, hi in rows if n == 100_000],
+          for t, n, u, k, off, on, d, lo, hi, e in rows if n == 100_000],
+        *predictions(rows),
     ]
     if not args.no_write:
         write_section(ROOT / "docs" / "benchmarks.md", "\n".join(body), SECTION)
