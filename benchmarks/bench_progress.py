@@ -11,7 +11,7 @@ since a long run's paired differences are the noisiest. Their cost is also predi
 shortest run at the same N as if it were a cost per run. Target: under 2% at N = 1e5.
 Writes the section ``bench_progress`` of ``docs/benchmarks.md`` unless ``--no-write``.
 
-Usage: python benchmarks/bench_progress.py [--cases 100x1e4,1000x1e5] [--repeats 41] [--no-write]
+Usage: python benchmarks/bench_progress.py [--cases 100x1e4,1000x1e5] [--repeats 121] [--no-write]
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=_cases, default=_cases("100x1e3,100x1e4,1000x1e4,100x1e5,1000x1e5"),
                    help="steps x particles, comma separated")
-    p.add_argument("--repeats", type=int, default=41, help="pairs per case (half of them for T >= 1000)")
+    p.add_argument("--repeats", type=int, default=121, help="pairs per case (half of them for T >= 1000)")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args(argv)
     rows = []
