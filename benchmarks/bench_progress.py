@@ -21,6 +21,7 @@ import io
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,6 +54,23 @@ DESCRIPTION = (
     "steps), and what remains with no call at all, extra - updates x per call: the price of a program that "
     "holds a host callback. Target: under 2% at N = 1e5."
 )
+
+
+class Row(NamedTuple):
+    """One case: T observations, N particles, bar updates, pairs timed, medians of the off and on calls,
+    median paired extra with its 95% interval (seconds), and the every-step variant's median extra
+    (None for a long run, which does not time it)."""
+
+    n_times: int
+    n: int
+    updates: int
+    pairs: int
+    off: float
+    on: float
+    extra: float
+    low: float
+    high: float
+    every_step_extra: float | None
 
 
 @contextlib.contextmanager
@@ -98,12 +116,12 @@ def split_cost(n_times: int, updates: int, extra: float, every_step_extra: float
     return per_call, extra - updates * per_call
 
 
-def _split_cells(n_times: int, updates: int, extra: float, every_step_extra: float | None) -> str:
+def _split_cells(row: Row) -> str:
     """The table's last three cells; dashes for a long run, which does not time the every-step variant."""
-    if every_step_extra is None:
+    if row.every_step_extra is None:
         return "– | – | – |"
-    per_call, no_call = split_cost(n_times, updates, extra, every_step_extra)
-    return f"{every_step_extra * 1e3:.2f} ms | {per_call * 1e3:.3f} ms | {no_call * 1e3:.2f} ms |"
+    per_call, no_call = split_cost(row.n_times, row.updates, row.extra, row.every_step_extra)
+    return f"{row.every_step_extra * 1e3:.2f} ms | {per_call * 1e3:.3f} ms | {no_call * 1e3:.2f} ms |"
 
 
 def _cases(text: str) -> list[tuple[int, int]]:
@@ -111,29 +129,29 @@ def _cases(text: str) -> list[tuple[int, int]]:
     return [(int(t), int(float(n))) for t, n in (case.split("x") for case in text.split(","))]
 
 
-def predictions(rows: list[tuple]) -> list[str]:
+def predictions(rows: list[Row]) -> list[str]:
     """For each longer run, what its cost would be if the bar cost a fixed amount per run: the shortest
     run's paired extra at the same N (measured far more precisely than a long run's) plus per call for
     the extra calls; the long run's own measurement beside it shows how far that holds."""
     lines = []
-    for t, n, u, k, off, on, d, lo, hi, e in rows:
-        shorter = [row for row in rows if row[1] == n and row[0] < t and row[9] is not None]
+    for row in rows:
+        shorter = [r for r in rows if r.n == row.n and r.n_times < row.n_times and r.every_step_extra is not None]
         if shorter:
-            t0, _, u0, _, _, _, d0, _, _, e0 = min(shorter)
-            per_call, _ = split_cost(t0, u0, d0, e0)
-            cost = d0 + (u - u0) * max(per_call, 0.0)
-            lines.append(f"At T = {t}, N = {n:.0e}, a cost per run (from the T = {t0} row) would be "
-                         f"{cost * 1e3:.2f} ms ({cost / off:+.2%} of the run); measured {d * 1e3:.2f} ms "
-                         f"(interval {lo * 1e3:.2f} to {hi * 1e3:.2f} ms).")
+            base = min(shorter)
+            per_call, _ = split_cost(base.n_times, base.updates, base.extra, base.every_step_extra)
+            cost = base.extra + (row.updates - base.updates) * max(per_call, 0.0)
+            lines.append(f"At T = {row.n_times}, N = {row.n:.0e}, a cost per run (from the T = {base.n_times} row) "
+                         f"would be {cost * 1e3:.2f} ms ({cost / row.off:+.2%} of the run); measured "
+                         f"{row.extra * 1e3:.2f} ms (interval {row.low * 1e3:.2f} to {row.high * 1e3:.2f} ms).")
     return lines
 
 
-def verdict(n_times: int, n: int, off: float, extra: float, high: float) -> str:
+def verdict(row: Row) -> str:
     """Whether the 2% target is shown at this case: the upper end of the interval under 2% of the run."""
-    head = f"Target at T = {n_times}, N = {n:.0e}: median {extra / off:+.1%}, "
-    if high / off < 0.02:
+    head = f"Target at T = {row.n_times}, N = {row.n:.0e}: median {row.extra / row.off:+.1%}, "
+    if row.high / row.off < 0.02:
         return head + "met (the interval's upper end is under 2% of the run)."
-    return head + f"**not shown** (the interval reaches {high / off:+.1%} of the run)."
+    return head + f"**not shown** (the interval reaches {row.high / row.off:+.1%} of the run)."
 
 
 def main(argv=None) -> int:
@@ -161,8 +179,8 @@ def main(argv=None) -> int:
         low, high = median_interval(extra)
         every_extra = None if long_run else np.median(np.asarray(times["every"]) - off)
         updates = -(-(n_steps - 1) // progress.updates_every(n_steps - 1, True))  # T - 1 steps
-        rows.append((n_steps, n, updates, len(extra), np.median(off), np.median(on), np.median(extra), low, high,
-                     every_extra))
+        rows.append(Row(n_steps, n, updates, len(extra), np.median(off), np.median(on), np.median(extra), low, high,
+                        every_extra))
         print(f"T={n_steps} N={n:.0e} ({updates} updates): median off {np.median(off) * 1e3:.1f} ms, on "
               f"{np.median(on) * 1e3:.1f} ms; paired extra {np.median(extra) * 1e3:.2f} ms (95% interval "
               f"{low * 1e3:.2f} to {high * 1e3:.2f}), {np.median(extra) / np.median(off):+.1%} of the run"
@@ -179,11 +197,11 @@ def main(argv=None) -> int:
         "| T | N | updates | pairs | off (median) | on (median) | extra (median of pairs) | 95% interval | "
         "extra / off | extra, a callback every step | per call | no call |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {t} | {n:.0e} | {u} | {k} | {off * 1e3:.1f} ms | {on * 1e3:.1f} ms | {d * 1e3:.2f} ms | "
-          f"{lo * 1e3:.2f} to {hi * 1e3:.2f} ms | {d / off:+.1%} | " + _split_cells(t, u, d, e)
-          for t, n, u, k, off, on, d, lo, hi, e in rows],
+        *[f"| {r.n_times} | {r.n:.0e} | {r.updates} | {r.pairs} | {r.off * 1e3:.1f} ms | {r.on * 1e3:.1f} ms | "
+          f"{r.extra * 1e3:.2f} ms | {r.low * 1e3:.2f} to {r.high * 1e3:.2f} ms | {r.extra / r.off:+.1%} | "
+          + _split_cells(r) for r in rows],
         "",
-        *[verdict(t, n, off, d, hi) for t, n, u, k, off, on, d, lo, hi, e in rows if n == 100_000],
+        *[verdict(r) for r in rows if r.n == 100_000],
         *predictions(rows),
     ]
     if not args.no_write:
